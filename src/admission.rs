@@ -1,0 +1,350 @@
+//! One admission, from request body to AdmissionReview answer, and the one place where errors
+//! become answers.
+//!
+//! [`Admitter::review`] reads the AdmissionReview (v1 or v1beta1, answered in the version asked),
+//! looks up the namespace's scope, runs the pure [`injection::plan`], fetches the values and
+//! renders the patch. Every outcome, including each error, goes through [`AdmissionError`]'s
+//! mapping to a code and reason, so the answers stay consistent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::{DynamicObject, Status};
+use secrecy::SecretString;
+use serde_json::Value;
+
+use crate::backends::{BackendError, Backends};
+use crate::injection::{self, InjectionError, MissingValue, Settings, ValueMode};
+use crate::reference::SecretRef;
+
+/// Why an admission was not allowed as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("{0}")]
+    Injection(#[from] InjectionError),
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error(
+        "namespace {0:?} is not known to the secrets webhook yet; this is temporary, retry the request"
+    )]
+    UnknownNamespace(String),
+    #[error("the pod in this request cannot be read: {0}")]
+    UnreadablePod(String),
+    #[error("internal error, please report it: {0}")]
+    Internal(#[from] MissingValue),
+    #[error(
+        "the secrets webhook did not finish within {0:?}; this is temporary, retry the request"
+    )]
+    Timeout(Duration),
+}
+
+/// The metric label and Status fields of a denial; bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenialKind {
+    pub code: u16,
+    pub reason: &'static str,
+    pub label: &'static str,
+}
+
+impl AdmissionError {
+    /// The single mapping from errors to answer codes.
+    pub fn kind(&self) -> DenialKind {
+        let (code, reason, label) = match self {
+            AdmissionError::Injection(error) => match error {
+                InjectionError::OutOfScope(_) => (403, "Forbidden", "out_of_scope"),
+                InjectionError::SecretsV2Disabled => (400, "BadRequest", "secrets_v2_disabled"),
+                InjectionError::VaultNotConfigured { .. } => {
+                    (400, "BadRequest", "vault_not_configured")
+                }
+                InjectionError::SparkConfNotDelivered => {
+                    (400, "BadRequest", "spark_conf_not_delivered")
+                }
+                InjectionError::Reference(_)
+                | InjectionError::Placeholder { .. }
+                | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),
+            },
+            AdmissionError::Backend(error) => match error {
+                BackendError::StoreNotFound { .. } | BackendError::KeyNotFound { .. } => {
+                    (404, "NotFound", "not_found")
+                }
+                BackendError::NotText { .. } => (400, "BadRequest", "not_text"),
+                BackendError::NotConfigured(_) => (400, "BadRequest", "not_configured"),
+                BackendError::Unavailable(_) => (503, "ServiceUnavailable", "unavailable"),
+            },
+            AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
+            AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
+            AdmissionError::Internal(_) => (500, "InternalError", "internal"),
+            AdmissionError::Timeout(_) => (503, "ServiceUnavailable", "timeout"),
+        };
+        DenialKind {
+            code,
+            reason,
+            label,
+        }
+    }
+}
+
+/// How an admission ended, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not ours to touch (not a pod, not a CREATE, no references).
+    Allowed,
+    Patched,
+    Denied(DenialKind),
+    /// The body was not a readable AdmissionReview.
+    Invalid,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied(_) => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+/// The answer to one request: HTTP status, body, and what to log.
+#[derive(Debug)]
+pub struct Answer {
+    pub http_status: u16,
+    pub review: Value,
+    pub outcome: Outcome,
+    pub log: AdmissionLog,
+}
+
+/// The fields of the one log line per admission (never values).
+#[derive(Debug, Default, Clone)]
+pub struct AdmissionLog {
+    pub uid: String,
+    pub namespace: String,
+    pub pod: String,
+    pub references: Vec<String>,
+    pub message: String,
+    pub dry_run: bool,
+}
+
+/// Answers admission requests against the configured backends.
+pub struct Admitter {
+    backends: Arc<Backends>,
+    settings: Settings,
+    timeout: Duration,
+}
+
+impl Admitter {
+    /// `timeout` bounds each decision; past it the pod is denied as retriable.
+    pub fn new(backends: Arc<Backends>, settings: Settings, timeout: Duration) -> Self {
+        Admitter {
+            backends,
+            settings,
+            timeout,
+        }
+    }
+
+    pub fn backends(&self) -> &Backends {
+        &self.backends
+    }
+
+    /// Answers one AdmissionReview body.
+    pub async fn review(&self, body: &[u8]) -> Answer {
+        let request = match parse_review(body) {
+            Ok(request) => request,
+            Err(reason) => return invalid_answer(body, reason),
+        };
+        let mut log = AdmissionLog {
+            uid: request.uid.clone(),
+            namespace: request.namespace.clone().unwrap_or_default(),
+            dry_run: request.dry_run,
+            ..AdmissionLog::default()
+        };
+        let base = AdmissionResponse::from(&request);
+        let decision = tokio::time::timeout(self.timeout, self.decide(&request, &mut log))
+            .await
+            .unwrap_or_else(|_| Err((AdmissionError::Timeout(self.timeout), Vec::new())));
+        let (response, outcome) = match decision {
+            Ok(None) => (base, Outcome::Allowed),
+            Ok(Some(rendered)) => {
+                let mut response = match base.with_patch(rendered.patch) {
+                    Ok(response) => response,
+                    Err(error) => return invalid_answer(body, error.to_string()),
+                };
+                response.warnings = (!rendered.warnings.is_empty()).then_some(rendered.warnings);
+                response.audit_annotations = rendered.audit_annotations.into_iter().collect();
+                (response, Outcome::Patched)
+            }
+            Err((error, warnings)) => {
+                let kind = error.kind();
+                log.message = error.to_string();
+                let mut response = base.deny(&log.message);
+                response.result = Status::failure(&log.message, kind.reason).with_code(kind.code);
+                response.warnings = (!warnings.is_empty()).then_some(warnings);
+                (response, Outcome::Denied(kind))
+            }
+        };
+        Answer {
+            http_status: 200,
+            review: review_json(response),
+            outcome,
+            log,
+        }
+    }
+
+    /// `Ok(None)`: allowed untouched. `Err` carries warnings gathered before the denial.
+    async fn decide(
+        &self,
+        request: &AdmissionRequest<DynamicObject>,
+        log: &mut AdmissionLog,
+    ) -> Result<Option<injection::Rendered>, (AdmissionError, Vec<String>)> {
+        let is_pod = request.kind.group.is_empty()
+            && request.kind.version == "v1"
+            && request.kind.kind == "Pod";
+        if !is_pod || request.operation != Operation::Create || request.sub_resource.is_some() {
+            return Ok(None);
+        }
+        let no_warnings = |error: AdmissionError| (error, Vec::new());
+        let pod = read_pod(request).map_err(no_warnings)?;
+        log.pod = pod_display_name(&pod);
+        if !injection::mentions_secrets(&pod) {
+            return Ok(None);
+        }
+        let kubernetes = &self.backends.kubernetes;
+        if !kubernetes.is_ready() {
+            let unavailable = BackendError::Unavailable("its caches are still syncing".into());
+            return Err(no_warnings(unavailable.into()));
+        }
+        let namespace = request
+            .namespace
+            .as_deref()
+            .or(pod.metadata.namespace.as_deref())
+            .unwrap_or_default();
+        let scope = kubernetes
+            .namespace_scope(namespace)
+            .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))
+            .map_err(no_warnings);
+        let plan = injection::plan(&pod, &scope?, &self.settings)
+            .map_err(|error| no_warnings(error.into()))?;
+        log.references = plan
+            .injected
+            .iter()
+            .map(|injected| format!("{} <- {}", injected.target, injected.secret))
+            .collect();
+        if plan.is_noop() {
+            return Ok(None);
+        }
+        let values: HashMap<SecretRef, SecretString> = self
+            .backends
+            .fetch_all(&plan.needed_secrets())
+            .await
+            .map_err(|error| (error.into(), plan.warnings.clone()))?;
+        let mode = if request.dry_run {
+            ValueMode::DryRun
+        } else {
+            ValueMode::Live
+        };
+        let rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
+            .map_err(|error| (error.into(), plan.warnings.clone()))?;
+        Ok(Some(rendered))
+    }
+}
+
+fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
+        .map_err(|error| format!("not an AdmissionReview: {}", describe_json_error(&error)))?;
+    let api_version = review.types.api_version.as_str();
+    if review.types.kind != "AdmissionReview"
+        || !matches!(
+            api_version,
+            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
+        )
+    {
+        return Err(format!(
+            "expected kind AdmissionReview in admission.k8s.io/v1 or v1beta1, got kind {:?} in {:?}",
+            review.types.kind, api_version
+        ));
+    }
+    review
+        .try_into()
+        .map_err(|_| "the AdmissionReview has no request".to_owned())
+}
+
+fn read_pod(request: &AdmissionRequest<DynamicObject>) -> Result<Pod, AdmissionError> {
+    let object = request
+        .object
+        .as_ref()
+        .ok_or_else(|| AdmissionError::UnreadablePod("the request carries no object".into()))?;
+    serde_json::to_value(object)
+        .and_then(serde_json::from_value)
+        .map_err(|error| AdmissionError::UnreadablePod(describe_json_error(&error)))
+}
+
+/// A JSON error without the string fragments of the input that serde quotes, since a pod re-sent on reinvocation
+/// already holds injected values.
+pub fn describe_json_error(error: &serde_json::Error) -> String {
+    let mut described = String::with_capacity(64);
+    let mut inside: Option<char> = None;
+    for c in error.to_string().chars() {
+        match inside {
+            Some(closing) if c == closing => {
+                inside = None;
+                described.push('…');
+                described.push(c);
+            }
+            Some(_) => {}
+            None => {
+                described.push(c);
+                if c == '"' {
+                    inside = Some(c);
+                }
+            }
+        }
+    }
+    described
+}
+
+fn pod_display_name(pod: &Pod) -> String {
+    match (&pod.metadata.name, &pod.metadata.generate_name) {
+        (Some(name), _) => name.clone(),
+        (None, Some(prefix)) => format!("{prefix}*"),
+        (None, None) => String::new(),
+    }
+}
+
+fn review_json(response: AdmissionResponse) -> Value {
+    serde_json::to_value(response.into_review()).unwrap_or_else(|error| {
+        // Serializing our own response types cannot fail in practice; answer something valid.
+        tracing::error!(%error, "cannot serialize the admission response");
+        Value::Null
+    })
+}
+
+/// HTTP 400 with an invalid AdmissionResponse, carrying the uid and version when readable.
+fn invalid_answer(body: &[u8], reason: String) -> Answer {
+    let loose: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut response = AdmissionResponse::invalid(&reason);
+    let uid = loose
+        .pointer("/request/uid")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    response.uid = uid.to_owned();
+    if let Some(version @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) =
+        loose.get("apiVersion").and_then(Value::as_str)
+    {
+        response.types.api_version = version.to_owned();
+    }
+    response.result = response.result.with_code(400);
+    Answer {
+        http_status: 400,
+        review: review_json(response),
+        outcome: Outcome::Invalid,
+        log: AdmissionLog {
+            uid: uid.to_owned(),
+            message: reason,
+            ..AdmissionLog::default()
+        },
+    }
+}

@@ -1,0 +1,219 @@
+//! The Kubernetes backend: secret stores and namespace scopes, served from watch caches.
+//!
+//! Two watches keep local copies: the store Secrets of the store namespace (every other Secret is
+//! dropped on arrival, and stores are stripped of annotations and managed fields, which can hold
+//! old values) and all Namespaces (only their labels). The admission path reads these caches and
+//! never calls the API server, so an updated store value reaches the very next pod once its watch
+//! event has arrived.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::{StreamExt, TryStreamExt, future};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use secrecy::SecretString;
+
+use super::{BackendError, SecretBackend};
+use crate::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
+use crate::scope::NamespaceScope;
+
+/// Where the stores live and how namespaces are classified.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub store_namespace: String,
+    pub admin_namespaces: BTreeSet<String>,
+    pub domain_label: String,
+}
+
+/// The watch-backed caches of store Secrets and Namespaces.
+#[derive(Clone)]
+pub struct KubernetesStores {
+    settings: StoreSettings,
+    secrets: Store<Secret>,
+    namespaces: Store<Namespace>,
+    ready: Arc<AtomicBool>,
+}
+
+/// The write side of the caches: whoever holds it feeds watch events in.
+pub struct StoreWriters {
+    pub secrets: Writer<Secret>,
+    pub namespaces: Writer<Namespace>,
+}
+
+/// Counts for the metrics endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreSizes {
+    pub stores: usize,
+    pub keys: usize,
+    pub namespaces: usize,
+}
+
+impl KubernetesStores {
+    /// Empty caches and their writers (tests and [`Self::watch`] feed the writers).
+    pub fn new(settings: StoreSettings) -> (Self, StoreWriters) {
+        let (secrets, secrets_writer) = reflector::store();
+        let (namespaces, namespaces_writer) = reflector::store();
+        let stores = KubernetesStores {
+            settings,
+            secrets,
+            namespaces,
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let writers = StoreWriters {
+            secrets: secrets_writer,
+            namespaces: namespaces_writer,
+        };
+        (stores, writers)
+    }
+
+    /// Caches fed by watches through `client`; the returned future drives the watches and runs
+    /// until the process stops (watch errors are retried with backoff and logged).
+    pub fn watch(
+        client: Client,
+        settings: StoreSettings,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &settings.store_namespace);
+        let namespaces_api: Api<Namespace> = Api::all(client);
+        let (stores, writers) = Self::new(settings);
+
+        let secret_events = watcher(secrets_api, watcher::Config::default())
+            .default_backoff()
+            .try_filter(|event| future::ready(is_store_event(event)))
+            .modify(strip_secret);
+        let namespace_events = watcher(namespaces_api, watcher::Config::default())
+            .default_backoff()
+            .modify(strip_namespace);
+
+        let readiness = stores.clone();
+        let drive = async move {
+            let mark_ready = readiness.wait_until_ready();
+            let secrets = reflector::reflector(writers.secrets, secret_events)
+                .for_each(|event| log_watch_error("secrets", event));
+            let namespaces = reflector::reflector(writers.namespaces, namespace_events)
+                .for_each(|event| log_watch_error("namespaces", event));
+            future::join3(secrets, namespaces, mark_ready).await;
+        };
+        (stores, drive)
+    }
+
+    /// Resolves once both caches hold a complete first listing, and marks them ready.
+    pub async fn wait_until_ready(&self) {
+        let (secrets, namespaces) = future::join(
+            self.secrets.wait_until_ready(),
+            self.namespaces.wait_until_ready(),
+        )
+        .await;
+        // An error means a writer was dropped, i.e. its watch ended at shutdown: never ready.
+        if secrets.is_ok() && namespaces.is_ok() {
+            self.ready.store(true, Ordering::Release);
+        }
+    }
+
+    /// Whether both caches have completed their first listing.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// What the namespace may read, or `None` when the namespace is not (yet) known.
+    pub fn namespace_scope(&self, name: &str) -> Option<NamespaceScope> {
+        let namespace = self.namespaces.get(&ObjectRef::new(name))?;
+        let domain = namespace
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|labels| labels.get(&self.settings.domain_label))
+            .filter(|domain| is_dns_label(domain))
+            .cloned();
+        Some(NamespaceScope {
+            name: name.to_owned(),
+            domain,
+            admin: self.settings.admin_namespaces.contains(name),
+        })
+    }
+
+    /// Sizes for the metrics endpoint.
+    pub fn sizes(&self) -> StoreSizes {
+        let stores = self.secrets.state();
+        StoreSizes {
+            stores: stores.len(),
+            keys: stores
+                .iter()
+                .map(|secret| secret.data.as_ref().map_or(0, |data| data.len()))
+                .sum(),
+            namespaces: self.namespaces.len(),
+        }
+    }
+
+    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
+        let name = store.secret_name();
+        let namespace = &self.settings.store_namespace;
+        let secret = self
+            .secrets
+            .get(&ObjectRef::new(&name).within(namespace))
+            .ok_or_else(|| BackendError::StoreNotFound {
+                store: name.clone(),
+                namespace: namespace.clone(),
+            })?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|data| data.get(key))
+            .ok_or_else(|| BackendError::KeyNotFound {
+                store: name.clone(),
+                key: key.to_owned(),
+            })?;
+        let text = std::str::from_utf8(&bytes.0).map_err(|_| BackendError::NotText {
+            store: name,
+            key: key.to_owned(),
+        })?;
+        Ok(SecretString::from(text))
+    }
+}
+
+impl SecretBackend for KubernetesStores {
+    async fn fetch(&self, secret: &SecretRef) -> Result<SecretString, BackendError> {
+        match &secret.source {
+            Source::Kubernetes(store) => self.read(store, &secret.key),
+            Source::Vault(_) => Err(BackendError::NotConfigured("VAULT")),
+        }
+    }
+}
+
+/// Whether a watch event concerns a store Secret (or is a listing boundary).
+pub fn is_store_event(event: &watcher::Event<Secret>) -> bool {
+    match event {
+        watcher::Event::Apply(secret)
+        | watcher::Event::InitApply(secret)
+        | watcher::Event::Delete(secret) => secret
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(KubernetesStore::is_store_secret_name),
+        watcher::Event::Init | watcher::Event::InitDone => true,
+    }
+}
+
+fn strip_secret(secret: &mut Secret) {
+    secret.metadata.annotations = None;
+    secret.metadata.managed_fields = None;
+    secret.metadata.labels = None;
+    secret.string_data = None;
+}
+
+fn strip_namespace(namespace: &mut Namespace) {
+    namespace.metadata.annotations = None;
+    namespace.metadata.managed_fields = None;
+    namespace.spec = None;
+    namespace.status = None;
+}
+
+async fn log_watch_error<K>(watch: &'static str, event: Result<K, watcher::Error>) {
+    if let Err(error) = event {
+        tracing::warn!(watch, %error, "watch failed; retrying with backoff");
+    }
+}

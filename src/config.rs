@@ -1,0 +1,251 @@
+//! Command line and environment configuration, validated before anything is bound or started.
+//!
+//! Every flag can also be set through an `IOMETE_SECRETS_<FLAG>` environment variable.
+//! [`ServeArgs::validate`] turns raw flags into a [`ServeConfig`] or a clear error.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::backends::kubernetes::StoreSettings;
+use crate::reference::is_dns_label;
+
+/// A flag value that cannot work; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--store-namespace {0:?} is not a valid namespace name (a DNS label)")]
+    StoreNamespace(String),
+    #[error("--admin-namespaces entry {0:?} is not a valid namespace name (a DNS label)")]
+    AdminNamespace(String),
+    #[error(
+        "--domain-label {0:?} is not a valid label key (optional DNS-subdomain prefix and '/', then a name of at most 63 characters)"
+    )]
+    DomainLabel(String),
+    #[error("--listen and --admin-listen must differ, both are {0}")]
+    SamePort(SocketAddr),
+    #[error("--admission-timeout must be between 1s and 30s (the API server's maximum), got {0:?}")]
+    AdmissionTimeout(Duration),
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "iomete-secrets-webhook", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the mutating admission webhook.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address of the TLS admission endpoint (POST /mutate).
+    #[arg(long, env = "IOMETE_SECRETS_LISTEN", default_value = "0.0.0.0:8443")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain served on --listen.
+    #[arg(long, env = "IOMETE_SECRETS_TLS_CERT")]
+    pub tls_cert: PathBuf,
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "IOMETE_SECRETS_TLS_KEY")]
+    pub tls_key: PathBuf,
+    /// Address of the plain-HTTP admin endpoint (/livez, /readyz, /metrics).
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_ADMIN_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Namespace that holds the secret stores.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_STORE_NAMESPACE",
+        default_value = "iomete-system"
+    )]
+    pub store_namespace: String,
+    /// Comma-separated control-plane namespaces (default: the store namespace).
+    #[arg(long, env = "IOMETE_SECRETS_ADMIN_NAMESPACES", value_delimiter = ',')]
+    pub admin_namespaces: Vec<String>,
+    /// Namespace label whose value names the namespace's domain.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_DOMAIN_LABEL",
+        default_value = "iomete.com/domain"
+    )]
+    pub domain_label: String,
+    /// Whether the secrets.iomete.com/ (V2) annotations are honoured.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_SECRETS_V2_ENABLED",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+    )]
+    pub secrets_v2_enabled: bool,
+    /// Longest time one admission may take before it is denied as retriable.
+    #[arg(long, env = "IOMETE_SECRETS_ADMISSION_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
+    pub admission_timeout: Duration,
+    /// Log line format.
+    #[arg(long, env = "IOMETE_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Validated configuration for `serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    pub admin_listen: SocketAddr,
+    pub stores: StoreSettings,
+    pub secrets_v2_enabled: bool,
+    pub admission_timeout: Duration,
+}
+
+impl ServeArgs {
+    pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
+        if !is_dns_label(&self.store_namespace) {
+            return Err(ConfigError::StoreNamespace(self.store_namespace.clone()));
+        }
+        let mut admin_namespaces: BTreeSet<String> = BTreeSet::new();
+        for namespace in self.admin_namespaces.iter().map(|ns| ns.trim()) {
+            if !is_dns_label(namespace) {
+                return Err(ConfigError::AdminNamespace(namespace.to_owned()));
+            }
+            admin_namespaces.insert(namespace.to_owned());
+        }
+        if admin_namespaces.is_empty() {
+            admin_namespaces.insert(self.store_namespace.clone());
+        }
+        if !is_label_key(&self.domain_label) {
+            return Err(ConfigError::DomainLabel(self.domain_label.clone()));
+        }
+        if self.listen == self.admin_listen {
+            return Err(ConfigError::SamePort(self.listen));
+        }
+        let timeout = self.admission_timeout;
+        if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(30) {
+            return Err(ConfigError::AdmissionTimeout(timeout));
+        }
+        Ok(ServeConfig {
+            listen: self.listen,
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            admin_listen: self.admin_listen,
+            stores: StoreSettings {
+                store_namespace: self.store_namespace.clone(),
+                admin_namespaces,
+                domain_label: self.domain_label.clone(),
+            },
+            secrets_v2_enabled: self.secrets_v2_enabled,
+            admission_timeout: timeout,
+        })
+    }
+}
+
+/// A Kubernetes label key: `[prefix/]name`, prefix a DNS subdomain, name a qualified name.
+pub fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok =
+        prefix.is_none_or(|prefix| prefix.len() <= 253 && prefix.split('.').all(is_dns_label));
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric());
+    prefix_ok && name_ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn args(extra: &[&str]) -> Result<ServeConfig, String> {
+        let mut argv = vec![
+            "iomete-secrets-webhook",
+            "serve",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        argv.extend_from_slice(extra);
+        let cli = Cli::try_parse_from(argv).map_err(|error| error.to_string())?;
+        let Command::Serve(serve) = cli.command;
+        serve.validate().map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = args(&[]).unwrap();
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8443");
+        assert_eq!(config.admin_listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.stores.store_namespace, "iomete-system");
+        assert_eq!(
+            config.stores.admin_namespaces,
+            BTreeSet::from(["iomete-system".to_owned()])
+        );
+        assert_eq!(config.stores.domain_label, "iomete.com/domain");
+        assert!(config.secrets_v2_enabled);
+    }
+
+    #[rstest]
+    #[case(&["--secrets-v2-enabled", "false"], false)]
+    #[case(&["--secrets-v2-enabled=true"], true)]
+    #[case(&["--secrets-v2-enabled", "no"], false)]
+    fn secrets_v2_flag_takes_a_value(#[case] extra: &[&str], #[case] expected: bool) {
+        assert_eq!(args(extra).unwrap().secrets_v2_enabled, expected);
+    }
+
+    #[test]
+    fn admin_namespaces_are_comma_separated() {
+        let config = args(&["--admin-namespaces", "iomete-system, ops"]).unwrap();
+        assert_eq!(
+            config.stores.admin_namespaces,
+            BTreeSet::from(["iomete-system".to_owned(), "ops".to_owned()])
+        );
+    }
+
+    #[rstest]
+    #[case(&["--store-namespace", "Bad_NS"], "--store-namespace")]
+    #[case(&["--admin-namespaces", "ok,-bad"], "--admin-namespaces")]
+    #[case(&["--domain-label", "a/b/c"], "--domain-label")]
+    #[case(&["--domain-label", "iomete.com/"], "--domain-label")]
+    #[case(&["--listen", "0.0.0.0:9000", "--admin-listen", "0.0.0.0:9000"], "must differ")]
+    #[case(&["--admission-timeout", "45s"], "--admission-timeout")]
+    #[case(&["--listen", "not-an-address"], "--listen")]
+    #[case(&["--admission-timeout", "soon"], "--admission-timeout")]
+    fn bad_flags_are_named(#[case] extra: &[&str], #[case] expected: &str) {
+        let error = args(extra).unwrap_err();
+        assert!(error.contains(expected), "{error}");
+    }
+
+    #[rstest]
+    #[case("iomete.com/domain", true)]
+    #[case("domain", true)]
+    #[case("a.b-c.io/x_y.z", true)]
+    #[case("", false)]
+    #[case("/domain", false)]
+    #[case("UPPER.com/x", false)]
+    #[case("x/-bad", false)]
+    fn label_keys(#[case] key: &str, #[case] valid: bool) {
+        assert_eq!(is_label_key(key), valid);
+    }
+}

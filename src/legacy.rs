@@ -1,0 +1,132 @@
+//! Legacy `${secrets.KEY}` placeholders inside env values.
+//!
+//! Before the V2 annotations, pods wrote `${secrets.KEY}` inside a literal env value and the
+//! webhook substituted the global store's value in place. This module finds and validates those
+//! placeholders; it never sees values, only the template they will be written into.
+
+use crate::reference::validate_secret_key;
+
+const OPENING: &str = "${secrets.";
+
+/// A placeholder that cannot be resolved as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceholderError {
+    #[error("placeholder at byte {offset} has no closing '}}'")]
+    Unclosed { offset: usize },
+    #[error("placeholder at byte {offset}: {problem}")]
+    InvalidKey { offset: usize, problem: String },
+}
+
+/// One piece of an env value that holds placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// Text the user wrote, kept byte for byte.
+    Literal(String),
+    /// A global-store key whose value replaces the placeholder.
+    Secret(String),
+}
+
+/// An env value split into literal text and placeholders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub segments: Vec<Segment>,
+}
+
+impl Template {
+    /// The global-store keys this template needs, in order of appearance (repeats kept).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|segment| match segment {
+            Segment::Secret(key) => Some(key.as_str()),
+            Segment::Literal(_) => None,
+        })
+    }
+}
+
+/// Whether `value` mentions a placeholder at all (cheap pre-check before [`parse_template`]).
+pub fn mentions_placeholder(value: &str) -> bool {
+    value.contains(OPENING)
+}
+
+/// Splits `value` into literals and placeholders; `None` when it holds no placeholder.
+pub fn parse_template(value: &str) -> Result<Option<Template>, PlaceholderError> {
+    if !mentions_placeholder(value) {
+        return Ok(None);
+    }
+    let mut segments = Vec::new();
+    let mut rest = value;
+    let mut consumed = 0;
+    while let Some(start) = rest.find(OPENING) {
+        if start > 0 {
+            segments.push(Segment::Literal(rest[..start].to_owned()));
+        }
+        let offset = consumed + start;
+        let after_opening = &rest[start + OPENING.len()..];
+        let end = after_opening
+            .find('}')
+            .ok_or(PlaceholderError::Unclosed { offset })?;
+        let key = &after_opening[..end];
+        validate_secret_key(key)
+            .map_err(|problem| PlaceholderError::InvalidKey { offset, problem })?;
+        segments.push(Segment::Secret(key.to_owned()));
+        let advanced = start + OPENING.len() + end + 1;
+        consumed += advanced;
+        rest = &rest[advanced..];
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Literal(rest.to_owned()));
+    }
+    Ok(Some(Template { segments }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    fn lit(text: &str) -> Segment {
+        Segment::Literal(text.to_owned())
+    }
+    fn secret(key: &str) -> Segment {
+        Segment::Secret(key.to_owned())
+    }
+
+    #[rstest]
+    #[case("${secrets.db_password}", vec![secret("db_password")])]
+    #[case("jdbc://u:${secrets.pw}@host", vec![lit("jdbc://u:"), secret("pw"), lit("@host")])]
+    #[case("${secrets.a}${secrets.b}", vec![secret("a"), secret("b")])]
+    #[case("${secrets.a}-${secrets.a}", vec![secret("a"), lit("-"), secret("a")])]
+    #[case("$(HOME)/${secrets.k.v-1_2}", vec![lit("$(HOME)/"), secret("k.v-1_2")])]
+    fn templates_split_into_literals_and_keys(#[case] value: &str, #[case] expected: Vec<Segment>) {
+        let template = parse_template(value).unwrap().unwrap();
+        assert_eq!(template.segments, expected);
+    }
+
+    #[rstest]
+    #[case("plain value")]
+    #[case("${HOME}")]
+    #[case("$(secrets.x)")]
+    #[case("")]
+    fn values_without_placeholders_are_left_alone(#[case] value: &str) {
+        assert_eq!(parse_template(value).unwrap(), None);
+    }
+
+    #[rstest]
+    #[case("${secrets.open", PlaceholderError::Unclosed { offset: 0 })]
+    #[case("x ${secrets.}", PlaceholderError::InvalidKey { offset: 2, problem: String::new() })]
+    #[case("${secrets.a b}", PlaceholderError::InvalidKey { offset: 0, problem: String::new() })]
+    #[case("${secrets.ok} ${secrets.a/b}", PlaceholderError::InvalidKey { offset: 14, problem: String::new() })]
+    #[case("${secrets...}", PlaceholderError::InvalidKey { offset: 0, problem: String::new() })]
+    fn malformed_placeholders_are_rejected_with_their_offset(
+        #[case] value: &str,
+        #[case] expected: PlaceholderError,
+    ) {
+        let error = parse_template(value).unwrap_err();
+        match (&error, &expected) {
+            (
+                PlaceholderError::InvalidKey { offset, .. },
+                PlaceholderError::InvalidKey { offset: want, .. },
+            ) => assert_eq!(offset, want, "{error}"),
+            _ => assert_eq!(error, expected),
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! `iomete-secrets-webhook`: a Kubernetes mutating admission webhook that injects secrets into
+//! pods from references in their annotations.
+//!
+//! The decision is pure and lives in [`reference`] (parsing), [`scope`] (authorization),
+//! [`legacy`] (placeholders), [`injection`] (plan and patch) and [`expansion`] (kubelet
+//! escaping). I/O lives in [`backends`]. [`admission`] ties one request together and maps every
+//! error to its answer; [`server`], [`tls`], [`admin`], [`config`] and [`telemetry`] are thin
+//! infrastructure around it.
+
+pub mod admin;
+pub mod admission;
+pub mod backends;
+pub mod config;
+pub mod expansion;
+pub mod injection;
+pub mod legacy;
+pub mod reference;
+pub mod scope;
+pub mod server;
+pub mod telemetry;
+pub mod tls;

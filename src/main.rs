@@ -1,0 +1,40 @@
+//! Entry point: parse flags, validate them, set up logging and the Kubernetes client, serve.
+
+use anyhow::Context;
+use clap::Parser;
+use iomete_secrets_webhook::config::{Cli, Command};
+use iomete_secrets_webhook::{server, telemetry};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            telemetry::init(args.log_format);
+            let config = args.validate().context("invalid configuration")?;
+            let client = kube::Client::try_default()
+                .await
+                .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+            server::run(config, client, shutdown_signal())
+                .await
+                .context("webhook stopped")?;
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(terminate) => terminate,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,193 @@
+//! The running webhook: the TLS admission endpoint, the admin endpoint and the cache watches.
+//!
+//! [`run`] binds both listeners, starts the watches, flips readiness once the caches are synced
+//! and serves until `shutdown` resolves; then readiness goes false and in-flight admissions get
+//! a grace period to finish. Each admission is logged as one line and counted in the metrics.
+
+use std::future::Future;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+
+use crate::admin::{self, AdminState, Metrics};
+use crate::admission::{Admitter, Answer, Outcome};
+use crate::backends::{Backends, KubernetesStores};
+use crate::config::ServeConfig;
+use crate::injection::Settings;
+use crate::tls;
+
+/// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// How long in-flight admissions may take to finish after shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// The webhook cannot start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the {endpoint} endpoint failed: {source}")]
+    Serve {
+        endpoint: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// What the admission handler needs.
+#[derive(Clone)]
+pub struct WebhookState {
+    pub admitter: Arc<Admitter>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Routes of the TLS admission endpoint.
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
+    let started = Instant::now();
+    let answer = state.admitter.review(&body).await;
+    let elapsed = started.elapsed();
+    state.metrics.observe(&answer.outcome, elapsed);
+    log_admission(&answer, elapsed);
+    let status = StatusCode::from_u16(answer.http_status).unwrap_or(StatusCode::OK);
+    (status, axum::Json(answer.review)).into_response()
+}
+
+fn log_admission(answer: &Answer, elapsed: Duration) {
+    let log = &answer.log;
+    let code = match &answer.outcome {
+        Outcome::Denied(kind) => kind.code,
+        Outcome::Invalid => 400,
+        Outcome::Allowed | Outcome::Patched => 200,
+    };
+    tracing::info!(
+        uid = %log.uid,
+        namespace = %log.namespace,
+        pod = %log.pod,
+        references = ?log.references,
+        decision = answer.outcome.label(),
+        code,
+        message = %log.message,
+        dry_run = log.dry_run,
+        elapsed_us = elapsed.as_micros() as u64,
+        "admission"
+    );
+}
+
+/// Runs the webhook until `shutdown` resolves.
+pub async fn run(
+    config: ServeConfig,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let tls = tls::server_config(&config.tls_cert, &config.tls_key)?;
+    let webhook_listener = bind(config.listen)?;
+    let admin_listener = bind(config.admin_listen)?;
+
+    let (stores, drive_watches) = KubernetesStores::watch(client, config.stores.clone());
+    let watches = tokio::spawn(drive_watches);
+    let ready = Arc::new(AtomicBool::new(false));
+    let readiness = tokio::spawn({
+        let stores = stores.clone();
+        let ready = ready.clone();
+        async move {
+            stores.wait_until_ready().await;
+            ready.store(stores.is_ready(), Ordering::Release);
+            tracing::info!("secret store and namespace caches synced; ready");
+        }
+    });
+
+    let metrics = Arc::new(Metrics::new());
+    let sizes_source = stores.clone();
+    let admin_state = AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        sizes: Arc::new(move || sizes_source.sizes()),
+    };
+    let backends = Arc::new(Backends { kubernetes: stores });
+    let settings = Settings {
+        secrets_v2_enabled: config.secrets_v2_enabled,
+    };
+    let admitter = Arc::new(Admitter::new(backends, settings, config.admission_timeout));
+    let webhook_router = router(WebhookState { admitter, metrics });
+
+    let handle = axum_server::Handle::new();
+    let webhook = axum_server::from_tcp(webhook_listener)
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?
+        .acceptor(RustlsAcceptor::new(RustlsConfig::from_config(tls)))
+        .handle(handle.clone())
+        .serve(webhook_router.into_make_service());
+    let admin_listener =
+        tokio::net::TcpListener::from_std(admin_listener).map_err(|source| ServerError::Bind {
+            addr: config.admin_listen,
+            source,
+        })?;
+    let admin = axum::serve(admin_listener, admin::router(admin_state));
+    tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, "serving");
+
+    let mut webhook = tokio::spawn(webhook);
+    let mut admin = tokio::spawn(admin.into_future());
+    let failed = tokio::select! {
+        result = &mut webhook => Some(("admission", result)),
+        result = &mut admin => Some(("admin", result)),
+        () = shutdown => None,
+    };
+    readiness.abort();
+    watches.abort();
+    if let Some((endpoint, result)) = failed {
+        return Err(ServerError::Serve {
+            endpoint,
+            source: task_error(result),
+        });
+    }
+    tracing::info!("shutting down: not ready, finishing in-flight admissions");
+    ready.store(false, Ordering::Release);
+    handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    let drained = webhook.await;
+    admin.abort();
+    match drained {
+        Ok(Ok(())) => Ok(()),
+        other => Err(ServerError::Serve {
+            endpoint: "admission",
+            source: task_error(other),
+        }),
+    }
+}
+
+fn task_error(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> std::io::Error {
+    match result {
+        Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
+        Ok(Err(error)) => error,
+        Err(join) => std::io::Error::other(join.to_string()),
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok(listener)
+}
