@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
@@ -314,12 +316,19 @@ fn pod_display_name(pod: &Pod) -> String {
     }
 }
 
+/// The answer body. kube serializes the patch bytes as a JSON array of numbers; the API server's
+/// own encoding of `[]byte` is a base64 string, so that is what we send.
 fn review_json(response: AdmissionResponse) -> Value {
-    serde_json::to_value(response.into_review()).unwrap_or_else(|error| {
+    let patch = response.patch.as_deref().map(|bytes| BASE64.encode(bytes));
+    let mut review = serde_json::to_value(response.into_review()).unwrap_or_else(|error| {
         // Serializing our own response types cannot fail in practice; answer something valid.
         tracing::error!(%error, "cannot serialize the admission response");
         Value::Null
-    })
+    });
+    if let (Some(patch), Some(response)) = (patch, review.get_mut("response")) {
+        response["patch"] = Value::String(patch);
+    }
+    review
 }
 
 /// HTTP 400 with an invalid AdmissionResponse, carrying the uid and version when readable.
