@@ -41,6 +41,32 @@ pub struct Cli {
 pub enum Command {
     /// Serve the mutating admission webhook.
     Serve(ServeArgs),
+    /// Write a development CA and serving certificate for the webhook Service.
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_SERVICE",
+        default_value = "iomete-secrets-webhook"
+    )]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_NAMESPACE",
+        default_value = "iomete-system"
+    )]
+    pub namespace: String,
+    /// Extra subject alternative names (DNS names or IP addresses), comma-separated.
+    #[arg(long, env = "IOMETE_SECRETS_EXTRA_SANS", value_delimiter = ',')]
+    pub extra_san: Vec<String>,
+    /// Directory to write ca.crt, tls.crt, tls.key and ca-bundle.b64 into.
+    #[arg(long, env = "IOMETE_SECRETS_CERTS_OUT")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -188,7 +214,9 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         let cli = Cli::try_parse_from(argv).map_err(|error| error.to_string())?;
-        let Command::Serve(serve) = cli.command;
+        let Command::Serve(serve) = cli.command else {
+            return Err("not serve".into());
+        };
         serve.validate().map_err(|error| error.to_string())
     }
 

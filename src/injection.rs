@@ -547,3 +547,1003 @@ fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
         Value::Array(listed).to_string(),
     )])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use rstest::rstest;
+
+    use super::*;
+    use crate::expansion::kubelet_expand;
+    use crate::legacy::PlaceholderError;
+    use crate::reference::{
+        ENV_SECRETS_ANNOTATION, ReferenceError, SPARK_CONF_SECRETS_ANNOTATION, parse_annotations,
+    };
+    use crate::scope::RequiredScope;
+
+    const ENV: &str = ENV_SECRETS_ANNOTATION;
+    const V2_ON: Settings = Settings {
+        secrets_v2_enabled: true,
+    };
+    const V2_OFF: Settings = Settings {
+        secrets_v2_enabled: false,
+    };
+    /// A value the kubelet would mangle if written verbatim, with quotes, a newline and unicode.
+    const TRICKY: &str = "p@$$w0rd $(HOME) ${HOME} \"dq\" 'sq' `bt`\nline 2 ünïcødé €𝄞 $";
+
+    // ---- building pods, namespaces and values ----
+
+    fn pod(value: &Value) -> Pod {
+        serde_json::from_value(value.clone()).expect("a valid pod")
+    }
+
+    /// A pod with `annotations` (omitted when empty), `containers` and `init` containers (omitted
+    /// when null).
+    fn pod_json(annotations: &[(&str, &str)], containers: Value, init: Value) -> Value {
+        let mut pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "job-1", "labels": {"app": "job"}},
+            "spec": {"containers": containers, "restartPolicy": "Never"},
+        });
+        if !annotations.is_empty() {
+            let annotations: serde_json::Map<String, Value> = annotations
+                .iter()
+                .map(|(name, value)| (name.to_string(), Value::from(*value)))
+                .collect();
+            pod["metadata"]["annotations"] = Value::Object(annotations);
+        }
+        if !init.is_null() {
+            pod["spec"]["initContainers"] = init;
+        }
+        pod
+    }
+
+    /// An env-secrets annotation value of KUBERNETES entries `(env name, store id, key)`.
+    fn env_secrets(entries: &[(&str, &str, &str)]) -> String {
+        let entries = entries
+            .iter()
+            .map(|(name, id, key)| {
+                json!({"key": name, "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": id}}})
+            })
+            .collect();
+        Value::Array(entries).to_string()
+    }
+
+    fn ns(name: &str, domain: Option<&str>, admin: bool) -> NamespaceScope {
+        NamespaceScope {
+            name: name.to_owned(),
+            domain: domain.map(str::to_owned),
+            admin,
+        }
+    }
+    fn finance() -> NamespaceScope {
+        ns("finance-jobs", Some("finance"), false)
+    }
+
+    fn domain(id: &str, key: &str) -> SecretRef {
+        SecretRef {
+            source: Source::Kubernetes(KubernetesStore::Domain(id.to_owned())),
+            key: key.to_owned(),
+        }
+    }
+    fn global(key: &str) -> SecretRef {
+        SecretRef {
+            source: Source::Kubernetes(KubernetesStore::Global),
+            key: key.to_owned(),
+        }
+    }
+
+    fn values(pairs: &[(SecretRef, &str)]) -> HashMap<SecretRef, String> {
+        pairs
+            .iter()
+            .map(|(secret, value)| (secret.clone(), value.to_string()))
+            .collect()
+    }
+
+    fn render_with(
+        plan: &Plan,
+        values: &HashMap<SecretRef, String>,
+        mode: ValueMode,
+    ) -> Result<Rendered, MissingValue> {
+        render(
+            plan,
+            &|secret| values.get(secret).cloned().map(SecretString::from),
+            mode,
+        )
+    }
+
+    fn apply(pod: &Value, patch: &Patch) -> Value {
+        let mut doc = pod.clone();
+        json_patch::patch(&mut doc, &patch.0).expect("the patch applies to the pod");
+        doc
+    }
+
+    /// Plans, renders live and applies; panics on any error.
+    fn inject(
+        original: &Value,
+        namespace: &NamespaceScope,
+        pairs: &[(SecretRef, &str)],
+    ) -> (Plan, Rendered, Value) {
+        let plan = plan(&pod(original), namespace, &V2_ON).expect("a plan");
+        let rendered = render_with(&plan, &values(pairs), ValueMode::Live).expect("rendered");
+        let patched = apply(original, &rendered.patch);
+        (plan, rendered, patched)
+    }
+
+    fn digest_of(original: &Value) -> String {
+        parse_annotations(&pod(original).metadata.annotations.unwrap())
+            .unwrap()
+            .digest()
+    }
+
+    fn replaced_warning(container: &str, env: &str) -> String {
+        format!(
+            "container {container:?}: env {env:?} was already set and is replaced by secrets.iomete.com/env-secrets"
+        )
+    }
+
+    fn legacy_warning(container: &str, env: &str, key: &str) -> String {
+        format!(
+            "container {container:?} env {env:?}: ${{secrets.{key}}} is deprecated; use the secrets.iomete.com/env-secrets annotation"
+        )
+    }
+
+    /// What the container sees once the kubelet has expanded the value, with HOME and DB_HOST
+    /// defined (so an unescaped `$(HOME)` from a secret would visibly change).
+    fn seen_by_container(value: &Value) -> String {
+        kubelet_expand(value.as_str().expect("a string value"), |name| match name {
+            "HOME" => Some("/home/spark".to_owned()),
+            "DB_HOST" => Some("db.internal".to_owned()),
+            _ => None,
+        })
+    }
+
+    // ---- env-secrets into containers ----
+
+    #[rstest]
+    #[case::env_absent(None, json!([{"name": "DB_PASSWORD", "value": "s3cret"}]), false)]
+    #[case::env_null(Some(Value::Null), json!([{"name": "DB_PASSWORD", "value": "s3cret"}]), false)]
+    #[case::env_empty(Some(json!([])), json!([{"name": "DB_PASSWORD", "value": "s3cret"}]), false)]
+    #[case::env_present_appended(
+        Some(json!([{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}])),
+        json!([{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}, {"name": "DB_PASSWORD", "value": "s3cret"}]),
+        false
+    )]
+    #[case::plain_var_replaced(
+        Some(json!([{"name": "A", "value": "1"}, {"name": "DB_PASSWORD", "value": "from-the-spec"}, {"name": "C", "value": "3"}])),
+        json!([{"name": "A", "value": "1"}, {"name": "DB_PASSWORD", "value": "s3cret"}, {"name": "C", "value": "3"}]),
+        true
+    )]
+    #[case::value_from_var_replaced(
+        Some(json!([{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mine", "key": "pw"}}}, {"name": "A", "value": "1"}])),
+        json!([{"name": "DB_PASSWORD", "value": "s3cret"}, {"name": "A", "value": "1"}]),
+        true
+    )]
+    #[case::every_duplicate_replaced(
+        Some(json!([{"name": "DB_PASSWORD", "value": "one"}, {"name": "DB_PASSWORD", "value": "two"}])),
+        json!([{"name": "DB_PASSWORD", "value": "s3cret"}, {"name": "DB_PASSWORD", "value": "s3cret"}]),
+        true
+    )]
+    fn env_secret_lands_in_the_container(
+        #[case] existing: Option<Value>,
+        #[case] expected_env: Value,
+        #[case] warned: bool,
+    ) {
+        let mut container = json!({"name": "main", "image": "spark:3.5"});
+        if let Some(env) = existing {
+            container["env"] = env;
+        }
+        let annotation = env_secrets(&[("DB_PASSWORD", "finance", "db_password")]);
+        let original = pod_json(
+            &[(ENV, &annotation), ("app.io/owner", "team")],
+            json!([container]),
+            Value::Null,
+        );
+        let (plan, rendered, patched) = inject(
+            &original,
+            &finance(),
+            &[(domain("finance", "db_password"), "s3cret")],
+        );
+
+        let mut expected = original.clone();
+        expected["spec"]["containers"][0]["env"] = expected_env;
+        expected["metadata"]["annotations"][INJECTED_ANNOTATION] = json!(digest_of(&original));
+        assert_eq!(patched, expected);
+        let warnings = if warned {
+            vec![replaced_warning("main", "DB_PASSWORD")]
+        } else {
+            vec![]
+        };
+        assert_eq!(rendered.warnings, warnings);
+        assert_eq!(
+            plan.needed_secrets(),
+            vec![domain("finance", "db_password")]
+        );
+    }
+
+    #[test]
+    fn every_container_but_no_init_container_by_default() {
+        let annotation = env_secrets(&[("A", "finance", "a"), ("B", "global", "b")]);
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([
+                {"name": "main"},
+                {"name": "sidecar", "env": [{"name": "B", "value": "old"}, {"name": "X", "value": "x"}]},
+            ]),
+            json!([{"name": "prepare", "env": [{"name": "X", "value": "x"}]}]),
+        );
+        let (plan, rendered, patched) = inject(
+            &original,
+            &finance(),
+            &[(domain("finance", "a"), "va"), (global("b"), "vb")],
+        );
+        assert_eq!(
+            patched["spec"]["containers"],
+            json!([
+                {"name": "main", "env": [{"name": "A", "value": "va"}, {"name": "B", "value": "vb"}]},
+                {"name": "sidecar", "env": [{"name": "B", "value": "vb"}, {"name": "X", "value": "x"}, {"name": "A", "value": "va"}]},
+            ])
+        );
+        assert_eq!(
+            patched["spec"]["initContainers"],
+            original["spec"]["initContainers"]
+        );
+        assert_eq!(rendered.warnings, vec![replaced_warning("sidecar", "B")]);
+        assert_eq!(
+            plan.needed_secrets(),
+            vec![domain("finance", "a"), global("b")]
+        );
+    }
+
+    #[test]
+    fn containers_annotation_picks_only_the_named_ones_including_init_containers() {
+        let annotation = env_secrets(&[("A", "finance", "a")]);
+        let original = pod_json(
+            &[
+                (ENV, &annotation),
+                (CONTAINERS_ANNOTATION, "prepare, sidecar"),
+            ],
+            json!([{"name": "main"}, {"name": "sidecar"}]),
+            json!([{"name": "prepare"}, {"name": "other-init"}]),
+        );
+        let (_, _, patched) = inject(&original, &finance(), &[(domain("finance", "a"), "va")]);
+        let with_a = json!([{"name": "A", "value": "va"}]);
+        assert_eq!(patched["spec"]["containers"][0], json!({"name": "main"}));
+        assert_eq!(patched["spec"]["containers"][1]["env"], with_a);
+        assert_eq!(patched["spec"]["initContainers"][0]["env"], with_a);
+        assert_eq!(
+            patched["spec"]["initContainers"][1],
+            json!({"name": "other-init"})
+        );
+    }
+
+    #[test]
+    fn values_are_escaped_so_the_container_sees_the_exact_bytes() {
+        let annotation = env_secrets(&[("DB_PASSWORD", "finance", "db_password")]);
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main", "env": [{"name": "DB_PASSWORD", "value": "x"}]}]),
+            Value::Null,
+        );
+        let (_, _, patched) = inject(
+            &original,
+            &finance(),
+            &[(domain("finance", "db_password"), TRICKY)],
+        );
+        let written = &patched["spec"]["containers"][0]["env"][0]["value"];
+        assert_eq!(written, &json!(TRICKY.replace('$', "$$")));
+        assert_eq!(seen_by_container(written), TRICKY);
+        assert_eq!(kubelet_expand(written.as_str().unwrap(), |_| None), TRICKY);
+    }
+
+    // ---- legacy placeholders ----
+
+    #[test]
+    fn legacy_placeholders_resolve_in_place_in_containers_and_init_containers() {
+        let original = pod_json(
+            &[],
+            json!([{"name": "main", "env": [
+                {"name": "URL", "value": "jdbc:postgresql://$(DB_HOST)/app?user=${secrets.db_user}&password=${secrets.db_password}#$$"},
+                {"name": "PLAIN", "value": "$(HOME) ${HOME} $(secrets.x)"},
+                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            ]}]),
+            json!([{"name": "prepare", "env": [{"name": "TOKEN", "value": "${secrets.token}${secrets.token}"}]}]),
+        );
+        let (plan, rendered, patched) = inject(
+            &original,
+            &finance(),
+            &[
+                (global("db_user"), "admin"),
+                (global("db_password"), TRICKY),
+                (global("token"), "t$"),
+            ],
+        );
+
+        let mut expected = original.clone();
+        let url = format!(
+            "jdbc:postgresql://$(DB_HOST)/app?user=admin&password={}#$$",
+            TRICKY.replace('$', "$$")
+        );
+        expected["spec"]["containers"][0]["env"][0]["value"] = json!(url);
+        expected["spec"]["initContainers"][0]["env"][0]["value"] = json!("t$$t$$");
+        assert_eq!(
+            patched, expected,
+            "only the two values change, no annotation"
+        );
+
+        let url = &patched["spec"]["containers"][0]["env"][0]["value"];
+        assert_eq!(
+            seen_by_container(url),
+            format!("jdbc:postgresql://db.internal/app?user=admin&password={TRICKY}#$")
+        );
+        let token = &patched["spec"]["initContainers"][0]["env"][0]["value"];
+        assert_eq!(seen_by_container(token), "t$t$");
+
+        assert_eq!(
+            rendered.warnings,
+            vec![
+                legacy_warning("main", "URL", "db_user"),
+                legacy_warning("main", "URL", "db_password"),
+                legacy_warning("prepare", "TOKEN", "token"),
+                legacy_warning("prepare", "TOKEN", "token"),
+            ]
+        );
+        assert_eq!(
+            plan.needed_secrets(),
+            vec![global("db_password"), global("db_user"), global("token")]
+        );
+        assert_eq!(plan.mark_injected, None);
+    }
+
+    #[test]
+    fn env_secret_wins_over_a_legacy_placeholder_on_the_same_var() {
+        let annotation = env_secrets(&[("DB_PASSWORD", "finance", "db_password")]);
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main", "env": [
+                {"name": "DB_PASSWORD", "value": "${secrets.legacy_pw}"},
+                {"name": "OTHER", "value": "${secrets.other}"},
+            ]}]),
+            // not targeted by default, so its placeholder still resolves the legacy way
+            json!([{"name": "prepare", "env": [{"name": "DB_PASSWORD", "value": "${secrets.init_pw}"}]}]),
+        );
+        // no value for legacy_pw: it must not be needed
+        let (plan, rendered, patched) = inject(
+            &original,
+            &finance(),
+            &[
+                (domain("finance", "db_password"), "v2"),
+                (global("other"), "o"),
+                (global("init_pw"), "i"),
+            ],
+        );
+        assert_eq!(
+            patched["spec"]["containers"][0]["env"],
+            json!([{"name": "DB_PASSWORD", "value": "v2"}, {"name": "OTHER", "value": "o"}])
+        );
+        assert_eq!(
+            patched["spec"]["initContainers"][0]["env"],
+            json!([{"name": "DB_PASSWORD", "value": "i"}])
+        );
+        assert_eq!(
+            plan.needed_secrets(),
+            vec![
+                domain("finance", "db_password"),
+                global("init_pw"),
+                global("other")
+            ]
+        );
+        assert_eq!(
+            rendered.warnings,
+            vec![
+                replaced_warning("main", "DB_PASSWORD"),
+                legacy_warning("main", "OTHER", "other"),
+                legacy_warning("prepare", "DB_PASSWORD", "init_pw"),
+            ]
+        );
+    }
+
+    #[test]
+    fn warnings_are_capped() {
+        let value: String = (0..25).map(|i| format!("${{secrets.k{i}}}")).collect();
+        let original = pod_json(
+            &[],
+            json!([{"name": "main", "env": [{"name": "MANY", "value": value}]}]),
+            Value::Null,
+        );
+        let pairs: Vec<(SecretRef, &str)> =
+            (0..25).map(|i| (global(&format!("k{i}")), "v")).collect();
+        let (plan, rendered, patched) = inject(&original, &finance(), &pairs);
+        assert_eq!(plan.warnings.len(), 25);
+        assert_eq!(rendered.warnings.len(), 20);
+        assert_eq!(rendered.warnings[0], legacy_warning("main", "MANY", "k0"));
+        assert_eq!(rendered.warnings[19], "6 more warnings like the above");
+        assert_eq!(
+            patched["spec"]["containers"][0]["env"][0]["value"],
+            json!("v".repeat(25))
+        );
+    }
+
+    // ---- re-invocation ----
+
+    fn reinvocation_pods() -> Vec<(&'static str, Value)> {
+        let a = env_secrets(&[("A", "finance", "a")]);
+        vec![
+            (
+                "env created",
+                pod_json(&[(ENV, &a)], json!([{"name": "main"}]), Value::Null),
+            ),
+            (
+                "var replaced",
+                pod_json(
+                    &[(ENV, &a)],
+                    json!([{"name": "main", "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}]}]),
+                    Value::Null,
+                ),
+            ),
+            (
+                "named init container",
+                pod_json(
+                    &[(ENV, &a), (CONTAINERS_ANNOTATION, "prepare")],
+                    json!([{"name": "main"}]),
+                    json!([{"name": "prepare", "env": [{"name": "X", "value": "x"}]}]),
+                ),
+            ),
+            (
+                "legacy only",
+                pod_json(
+                    &[],
+                    json!([{"name": "main", "env": [{"name": "L", "value": "<${secrets.l}>"}]}]),
+                    json!([{"name": "prepare", "env": [{"name": "L", "value": "${secrets.l}"}]}]),
+                ),
+            ),
+            (
+                "legacy and env-secrets",
+                pod_json(
+                    &[(ENV, &a), ("other.io/x", "y")],
+                    json!([{"name": "main", "env": [{"name": "A", "value": "${secrets.l}"}, {"name": "L", "value": "${secrets.l}"}]}]),
+                    Value::Null,
+                ),
+            ),
+        ]
+    }
+
+    #[test]
+    fn reinvocation_with_the_patched_pod_is_a_noop() {
+        let pairs = [(domain("finance", "a"), TRICKY), (global("l"), TRICKY)];
+        for (case, original) in reinvocation_pods() {
+            let (first, _, patched) = inject(&original, &finance(), &pairs);
+            assert!(!first.is_noop(), "{case}");
+            let again = plan(&pod(&patched), &finance(), &V2_ON).expect(case);
+            assert!(again.is_noop(), "{case}: {:?}", again.changes);
+            assert!(again.changes.is_empty(), "{case}");
+            assert_eq!(again.mark_injected, None, "{case}");
+            let rendered = render_with(&again, &values(&pairs), ValueMode::Live).unwrap();
+            assert_eq!(rendered.patch, Patch(vec![]), "{case}");
+        }
+    }
+
+    /// Known bug, outside this file: `legacy::parse_template` does not treat `$${secrets.x}` as
+    /// the kubelet escape it is, so an injected value that contains `${secrets.x}` text (written
+    /// `$${secrets.x}`) is taken for a placeholder when the pod comes back: the container then
+    /// sees another secret spliced into the value (or the pod is denied with an error that quotes
+    /// the value). Un-ignore once the legacy parser skips escaped openings.
+    #[rstest]
+    #[case::legacy_value(pod_json(&[], json!([{"name": "main", "env": [{"name": "L", "value": "${secrets.l}"}]}]), Value::Null))]
+    #[case::env_secret_value(pod_json(&[(ENV, &env_secrets(&[("L", "global", "l")]))], json!([{"name": "main"}]), Value::Null))]
+    #[ignore = "legacy::parse_template does not honour the kubelet's $$ escape"]
+    fn reinvocation_is_a_noop_even_when_a_value_looks_like_a_placeholder(#[case] original: Value) {
+        for value in ["a${secrets.other}b", "${secrets.not a key"] {
+            let (_, _, patched) = inject(&original, &finance(), &[(global("l"), value)]);
+            let written = &patched["spec"]["containers"][0]["env"][0]["value"];
+            assert_eq!(seen_by_container(written), value);
+            let again = plan(&pod(&patched), &finance(), &V2_ON);
+            assert!(
+                again.as_ref().is_ok_and(Plan::is_noop),
+                "{value:?}: {again:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn reinvocation_with_changed_references_injects_again() {
+        let original = pod_json(
+            &[(ENV, &env_secrets(&[("A", "finance", "a")]))],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let pairs = [
+            (domain("finance", "a"), "va"),
+            (domain("finance", "b"), "vb"),
+        ];
+        let (_, _, mut patched) = inject(&original, &finance(), &pairs);
+        let old_digest = patched["metadata"]["annotations"][INJECTED_ANNOTATION].clone();
+        patched["metadata"]["annotations"][ENV] =
+            json!(env_secrets(&[("A", "finance", "b"), ("B", "finance", "b")]));
+
+        let (again, rendered, repatched) = inject(&patched, &finance(), &pairs);
+        assert!(!again.is_noop());
+        assert_eq!(
+            repatched["spec"]["containers"][0]["env"],
+            json!([{"name": "A", "value": "vb"}, {"name": "B", "value": "vb"}])
+        );
+        let new_digest = &repatched["metadata"]["annotations"][INJECTED_ANNOTATION];
+        assert_eq!(new_digest, &json!(digest_of(&patched)));
+        assert_ne!(new_digest, &old_digest);
+        assert_eq!(rendered.warnings, vec![replaced_warning("main", "A")]);
+    }
+
+    #[test]
+    fn a_forged_injected_digest_only_skips_injection() {
+        let annotation = env_secrets(&[("A", "admin", "a")]);
+        let mut original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let digest = digest_of(&original);
+        original["metadata"]["annotations"][INJECTED_ANNOTATION] = json!(digest);
+        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        assert!(plan.is_noop());
+        assert!(plan.needed_secrets().is_empty());
+    }
+
+    // ---- the injected annotation ----
+
+    #[test]
+    fn injected_annotation_is_added_with_an_escaped_pointer() {
+        let annotation = env_secrets(&[("A", "finance", "a")]);
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let (_, rendered, patched) =
+            inject(&original, &finance(), &[(domain("finance", "a"), "va")]);
+        let operations = serde_json::to_value(&rendered.patch).unwrap();
+        assert_eq!(
+            operations.as_array().unwrap().last().unwrap(),
+            &json!({
+                "op": "add",
+                "path": "/metadata/annotations/secrets.iomete.com~1injected",
+                "value": digest_of(&original),
+            })
+        );
+        assert_eq!(
+            patched["metadata"]["annotations"],
+            json!({ENV: annotation, INJECTED_ANNOTATION: digest_of(&original)})
+        );
+    }
+
+    #[test]
+    fn injected_annotation_creates_the_annotations_when_absent() {
+        let plan = Plan {
+            mark_injected: Some("sha256:abc".into()),
+            annotations_present: false,
+            ..Plan::default()
+        };
+        let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
+        assert_eq!(
+            serde_json::to_value(&rendered.patch).unwrap(),
+            json!([{"op": "add", "path": "/metadata/annotations", "value": {"secrets.iomete.com/injected": "sha256:abc"}}])
+        );
+        let original = pod_json(&[], json!([{"name": "main"}]), Value::Null);
+        let patched = apply(&original, &rendered.patch);
+        assert_eq!(
+            patched["metadata"],
+            json!({"name": "job-1", "labels": {"app": "job"}, "annotations": {"secrets.iomete.com/injected": "sha256:abc"}})
+        );
+    }
+
+    #[test]
+    fn a_stale_injected_annotation_is_overwritten() {
+        let annotation = env_secrets(&[("A", "finance", "a")]);
+        let original = pod_json(
+            &[(ENV, &annotation), (INJECTED_ANNOTATION, "sha256:stale")],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let (_, _, patched) = inject(&original, &finance(), &[(domain("finance", "a"), "va")]);
+        assert_eq!(
+            patched["metadata"]["annotations"][INJECTED_ANNOTATION],
+            json!(digest_of(&original))
+        );
+    }
+
+    // ---- dry run and audit ----
+
+    fn mixed_pod() -> Value {
+        pod_json(
+            &[(
+                ENV,
+                &env_secrets(&[("DB_PASSWORD", "finance", "db_password")]),
+            )],
+            json!([
+                {"name": "main", "env": [{"name": "URL", "value": "u=${secrets.db_user};p=$(HOME)"}]},
+                {"name": "sidecar"},
+            ]),
+            Value::Null,
+        )
+    }
+    const V2_VALUE: &str = "hunter2-from-finance";
+    const LEGACY_VALUE: &str = "legacy-user-from-global";
+
+    fn mixed_values() -> HashMap<SecretRef, String> {
+        values(&[
+            (domain("finance", "db_password"), V2_VALUE),
+            (global("db_user"), LEGACY_VALUE),
+        ])
+    }
+
+    #[test]
+    fn dry_run_writes_the_marker_and_no_value() {
+        let original = mixed_pod();
+        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let rendered = render_with(&plan, &mixed_values(), ValueMode::DryRun).unwrap();
+        let serialized = format!(
+            "{} {:?} {:?}",
+            serde_json::to_string(&rendered.patch).unwrap(),
+            rendered.warnings,
+            rendered.audit_annotations
+        );
+        assert!(serialized.contains(DRY_RUN_MARKER), "{serialized}");
+        assert!(!serialized.contains(V2_VALUE), "{serialized}");
+        assert!(!serialized.contains(LEGACY_VALUE), "{serialized}");
+
+        let patched = apply(&original, &rendered.patch);
+        assert_eq!(
+            patched["spec"]["containers"],
+            json!([
+                {"name": "main", "env": [
+                    {"name": "URL", "value": format!("u={DRY_RUN_MARKER};p=$(HOME)")},
+                    {"name": "DB_PASSWORD", "value": DRY_RUN_MARKER},
+                ]},
+                {"name": "sidecar", "env": [{"name": "DB_PASSWORD", "value": DRY_RUN_MARKER}]},
+            ])
+        );
+        assert_eq!(
+            patched["metadata"]["annotations"][INJECTED_ANNOTATION],
+            json!(digest_of(&original))
+        );
+    }
+
+    #[test]
+    fn audit_annotations_list_references_and_never_values() {
+        let original = mixed_pod();
+        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let rendered = render_with(&plan, &mixed_values(), ValueMode::Live).unwrap();
+        assert_eq!(
+            rendered.audit_annotations.keys().collect::<Vec<_>>(),
+            vec![AUDIT_ANNOTATION_KEY]
+        );
+        let listed: Value =
+            serde_json::from_str(&rendered.audit_annotations[AUDIT_ANNOTATION_KEY]).unwrap();
+        assert_eq!(
+            listed,
+            json!([
+                {"target": "container \"main\" env \"DB_PASSWORD\"", "source": "KUBERNETES", "id": "finance", "key": "db_password"},
+                {"target": "container \"sidecar\" env \"DB_PASSWORD\"", "source": "KUBERNETES", "id": "finance", "key": "db_password"},
+                {"target": "container \"main\" env \"URL\" (legacy)", "source": "KUBERNETES", "id": "global", "key": "db_user"},
+            ])
+        );
+        let everything = format!("{:?} {:?}", rendered.audit_annotations, rendered.warnings);
+        assert!(!everything.contains(V2_VALUE), "{everything}");
+        assert!(!everything.contains(LEGACY_VALUE), "{everything}");
+    }
+
+    #[test]
+    fn nothing_injected_means_no_audit_annotation() {
+        let original = pod_json(&[], json!([{"name": "main"}]), Value::Null);
+        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        assert!(plan.is_noop());
+        let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
+        assert!(rendered.audit_annotations.is_empty());
+        assert_eq!(rendered.patch, Patch(vec![]));
+    }
+
+    // ---- denials ----
+
+    fn denial(original: &Value, namespace: &NamespaceScope, settings: &Settings) -> InjectionError {
+        plan(&pod(original), namespace, settings).expect_err("a denial")
+    }
+
+    #[rstest]
+    #[case::domain_store_from_another_domain(
+        &[(ENV, env_secrets(&[("DB_PASSWORD", "finance", "db_password")]))],
+        ns("mkt", Some("marketing"), false),
+        "secrets.iomete.com/env-secrets entry \"DB_PASSWORD\" (KUBERNETES/finance/db_password)",
+        RequiredScope::Domain("finance".into()),
+        "namespace \"mkt\" (domain \"marketing\")"
+    )]
+    #[case::domain_store_from_admin(
+        &[(ENV, env_secrets(&[("A", "finance", "a")]))],
+        ns("ops", None, true),
+        "secrets.iomete.com/env-secrets entry \"A\" (KUBERNETES/finance/a)",
+        RequiredScope::Domain("finance".into()),
+        "namespace \"ops\" (admin)"
+    )]
+    #[case::admin_store_from_a_domain(
+        &[(ENV, env_secrets(&[("OK", "finance", "a"), ("ROOT", "admin", "root")]))],
+        finance(),
+        "secrets.iomete.com/env-secrets entry \"ROOT\" (KUBERNETES/admin/root)",
+        RequiredScope::Admin,
+        "namespace \"finance-jobs\" (domain \"finance\")"
+    )]
+    #[case::global_store_from_nowhere(
+        &[(ENV, env_secrets(&[("G", "global", "g")]))],
+        ns("default", None, false),
+        "secrets.iomete.com/env-secrets entry \"G\" (KUBERNETES/global/g)",
+        RequiredScope::AnyDomainOrAdmin,
+        "namespace \"default\" (no domain label and not an admin namespace)"
+    )]
+    #[case::spark_conf_is_authorized_first(
+        &[(SPARK_CONF_SECRETS_ANNOTATION, env_secrets(&[("spark.x", "finance", "x")]))],
+        ns("mkt", Some("marketing"), false),
+        "secrets.iomete.com/spark-conf-secrets entry \"spark.x\" (KUBERNETES/finance/x)",
+        RequiredScope::Domain("finance".into()),
+        "namespace \"mkt\" (domain \"marketing\")"
+    )]
+    fn out_of_scope_references_are_denied(
+        #[case] annotations: &[(&str, String)],
+        #[case] namespace: NamespaceScope,
+        #[case] reference: &str,
+        #[case] required: RequiredScope,
+        #[case] namespace_described: &str,
+    ) {
+        let annotations: Vec<(&str, &str)> = annotations
+            .iter()
+            .map(|(name, value)| (*name, value.as_str()))
+            .collect();
+        let original = pod_json(&annotations, json!([{"name": "main"}]), Value::Null);
+        let error = denial(&original, &namespace, &V2_ON);
+        let InjectionError::OutOfScope(scope_error) = &error else {
+            panic!("expected OutOfScope, got {error:?}");
+        };
+        assert_eq!(scope_error.reference, reference);
+        assert_eq!(scope_error.required, required);
+        assert_eq!(scope_error.namespace, namespace_described);
+        let message = error.to_string();
+        for part in [reference, &required.to_string(), namespace_described] {
+            assert!(message.contains(part), "{part:?} not in {message}");
+        }
+    }
+
+    #[rstest]
+    #[case::admin_store_from_admin("admin", ns("ops", None, true))]
+    #[case::global_from_admin("global", ns("ops", None, true))]
+    #[case::domain_from_admin_of_that_domain("finance", ns("ops", Some("finance"), true))]
+    #[case::global_from_domain("global", ns("mkt", Some("marketing"), false))]
+    fn in_scope_references_are_planned(#[case] id: &str, #[case] namespace: NamespaceScope) {
+        let annotation = env_secrets(&[("A", id, "a")]);
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let plan = plan(&pod(&original), &namespace, &V2_ON).unwrap();
+        assert_eq!(plan.injected.len(), 1);
+        assert_eq!(plan.injected[0].secret.source.id(), id);
+    }
+
+    #[test]
+    fn legacy_placeholder_from_a_namespace_without_scope_is_denied() {
+        let original = pod_json(
+            &[],
+            json!([{"name": "main", "env": [{"name": "URL", "value": "x${secrets.pw}"}]}]),
+            Value::Null,
+        );
+        let error = denial(&original, &ns("default", None, false), &V2_ON);
+        assert_eq!(
+            error.to_string(),
+            "legacy placeholder ${secrets.pw} in container \"main\" env \"URL\" is readable only from \
+             a domain namespace or an admin namespace, and this pod is in namespace \"default\" \
+             (no domain label and not an admin namespace)"
+        );
+        assert!(matches!(error, InjectionError::OutOfScope(_)));
+        // ... but an admin namespace may use it
+        assert!(plan(&pod(&original), &ns("ops", None, true), &V2_ON).is_ok());
+    }
+
+    #[rstest]
+    #[case::env_secrets(ENV, env_secrets(&[("A", "finance", "a")]))]
+    #[case::spark_conf(SPARK_CONF_SECRETS_ANNOTATION, env_secrets(&[("spark.a", "finance", "a")]))]
+    #[case::containers_only(CONTAINERS_ANNOTATION, "main".to_owned())]
+    fn v2_annotations_are_denied_when_v2_is_disabled(
+        #[case] annotation: &str,
+        #[case] value: String,
+    ) {
+        let original = pod_json(
+            &[(annotation, &value)],
+            json!([{"name": "main", "env": [{"name": "L", "value": "${secrets.l}"}]}]),
+            Value::Null,
+        );
+        assert_eq!(
+            denial(&original, &finance(), &V2_OFF),
+            InjectionError::SecretsV2Disabled
+        );
+    }
+
+    #[test]
+    fn legacy_still_works_when_v2_is_disabled() {
+        let original = pod_json(
+            &[("other.io/x", "y"), (INJECTED_ANNOTATION, "sha256:old")],
+            json!([{"name": "main", "env": [{"name": "L", "value": "${secrets.l}"}]}]),
+            Value::Null,
+        );
+        let plan = plan(&pod(&original), &finance(), &V2_OFF).unwrap();
+        assert_eq!(plan.mark_injected, None);
+        let rendered =
+            render_with(&plan, &values(&[(global("l"), "vl")]), ValueMode::Live).unwrap();
+        let patched = apply(&original, &rendered.patch);
+        assert_eq!(
+            patched["spec"]["containers"][0]["env"],
+            json!([{"name": "L", "value": "vl"}])
+        );
+        assert_eq!(patched["metadata"], original["metadata"]);
+    }
+
+    #[test]
+    fn vault_sources_are_not_configured() {
+        let annotation = json!([
+            {"key": "A", "secretObject": {"key": "a", "source": {"type": "KUBERNETES", "id": "finance"}}},
+            {"key": "TOKEN", "secretObject": {"key": "token", "source": {"type": "VAULT", "id": "vault-1"}}},
+        ])
+        .to_string();
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        assert_eq!(
+            denial(&original, &finance(), &V2_ON),
+            InjectionError::VaultNotConfigured {
+                reference: "secrets.iomete.com/env-secrets entry \"TOKEN\" (VAULT/vault-1/token)"
+                    .into()
+            }
+        );
+    }
+
+    #[test]
+    fn spark_conf_is_parsed_and_authorized_but_not_delivered() {
+        let spark = env_secrets(&[("spark.hadoop.fs.s3a.secret.key", "finance", "s3")]);
+        let env = env_secrets(&[("A", "finance", "a")]);
+        let original = pod_json(
+            &[(SPARK_CONF_SECRETS_ANNOTATION, &spark), (ENV, &env)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        assert_eq!(
+            denial(&original, &finance(), &V2_ON),
+            InjectionError::SparkConfNotDelivered
+        );
+        let invalid = pod_json(
+            &[(SPARK_CONF_SECRETS_ANNOTATION, &env)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        assert!(matches!(
+            denial(&invalid, &finance(), &V2_ON),
+            InjectionError::Reference(ReferenceError::InvalidEntry { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_container_lists_the_available_ones() {
+        let annotation = env_secrets(&[("A", "finance", "a")]);
+        let original = pod_json(
+            &[(ENV, &annotation), (CONTAINERS_ANNOTATION, "main,worker")],
+            json!([{"name": "main"}, {"name": "sidecar"}]),
+            json!([{"name": "prepare"}]),
+        );
+        let error = denial(&original, &finance(), &V2_ON);
+        assert_eq!(
+            error,
+            InjectionError::UnknownContainer {
+                name: "worker".into(),
+                available: "main, sidecar, prepare".into()
+            }
+        );
+        assert!(error.to_string().contains(CONTAINERS_ANNOTATION), "{error}");
+    }
+
+    #[rstest]
+    #[case::invalid_key("${secrets.a b}", PlaceholderError::InvalidKey { offset: 0, problem: String::new() })]
+    #[case::unclosed("ok ${secrets.a", PlaceholderError::Unclosed { offset: 3 })]
+    fn malformed_placeholders_name_container_and_env(
+        #[case] value: &str,
+        #[case] expected: PlaceholderError,
+    ) {
+        let original = pod_json(
+            &[],
+            json!([{"name": "main", "env": [{"name": "FINE", "value": "${secrets.fine}"}]}]),
+            json!([{"name": "prepare", "env": [{"name": "X", "value": value}]}]),
+        );
+        let error = denial(&original, &finance(), &V2_ON);
+        let InjectionError::Placeholder {
+            container,
+            env,
+            source,
+        } = &error
+        else {
+            panic!("expected Placeholder, got {error:?}");
+        };
+        assert_eq!((container.as_str(), env.as_str()), ("prepare", "X"));
+        match (source, &expected) {
+            (
+                PlaceholderError::InvalidKey { offset, .. },
+                PlaceholderError::InvalidKey { offset: want, .. },
+            ) => assert_eq!(offset, want),
+            _ => assert_eq!(source, &expected),
+        }
+        assert!(
+            error
+                .to_string()
+                .starts_with("container \"prepare\" env \"X\": placeholder at byte"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn invalid_annotations_are_reference_errors() {
+        let original = pod_json(
+            &[("secrets.iomete.com/env-secret", "[]")],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        assert_eq!(
+            denial(&original, &finance(), &V2_OFF),
+            InjectionError::Reference(ReferenceError::UnknownAnnotation(
+                "secrets.iomete.com/env-secret".into()
+            ))
+        );
+    }
+
+    // ---- mentions_secrets and render ----
+
+    #[rstest]
+    #[case::nothing(pod_json(&[], json!([{"name": "main"}]), Value::Null), false)]
+    #[case::unrelated(
+        pod_json(
+            &[("app.io/x", "${secrets.a}"), ("secrets.iomete.com.evil/env-secrets", "[]")],
+            json!([{"name": "main", "env": [{"name": "A", "value": "$(HOME) ${HOME} $(secrets.a) {secrets.a}"}, {"name": "B"}]}]),
+            json!([{"name": "prepare", "env": [{"name": "A", "value": "secrets.a"}]}]),
+        ),
+        false
+    )]
+    #[case::env_secrets(pod_json(&[(ENV, "[]")], json!([{"name": "main"}]), Value::Null), true)]
+    #[case::any_key_under_the_prefix(pod_json(&[("secrets.iomete.com/typo", "x")], json!([{"name": "main"}]), Value::Null), true)]
+    #[case::injected_only(pod_json(&[(INJECTED_ANNOTATION, "sha256:x")], json!([{"name": "main"}]), Value::Null), true)]
+    #[case::placeholder_in_container(
+        pod_json(&[], json!([{"name": "a"}, {"name": "main", "env": [{"name": "A", "value": "x${secrets.k}"}]}]), Value::Null),
+        true
+    )]
+    #[case::placeholder_in_init_container(
+        pod_json(&[], json!([{"name": "main"}]), json!([{"name": "prepare", "env": [{"name": "A", "value": "${secrets.k}"}]}])),
+        true
+    )]
+    #[case::malformed_placeholder(
+        pod_json(&[], json!([{"name": "main", "env": [{"name": "A", "value": "${secrets."}]}]), Value::Null),
+        true
+    )]
+    fn mentions_secrets_cases(#[case] original: Value, #[case] expected: bool) {
+        assert_eq!(mentions_secrets(&pod(&original)), expected);
+    }
+
+    #[test]
+    fn render_without_a_needed_value_is_a_missing_value() {
+        let original = mixed_pod();
+        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let only_legacy = values(&[(global("db_user"), "u")]);
+        let error = render_with(&plan, &only_legacy, ValueMode::Live).unwrap_err();
+        assert_eq!(error, MissingValue(domain("finance", "db_password")));
+        assert_eq!(
+            error.to_string(),
+            "no value was fetched for KUBERNETES/finance/db_password"
+        );
+        let only_v2 = values(&[(domain("finance", "db_password"), "p")]);
+        let error = render_with(&plan, &only_v2, ValueMode::DryRun).unwrap_err();
+        assert_eq!(error, MissingValue(global("db_user")));
+    }
+}

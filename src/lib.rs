@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod admission;
 pub mod backends;
+pub mod certs;
 pub mod config;
 pub mod expansion;
 pub mod injection;

@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use iomete_secrets_webhook::config::{Cli, Command};
-use iomete_secrets_webhook::{server, telemetry};
+use iomete_secrets_webhook::{certs, server, telemetry, tls};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -12,12 +12,24 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             telemetry::init(args.log_format);
             let config = args.validate().context("invalid configuration")?;
+            let tls = tls::server_config(&config.tls_cert, &config.tls_key)
+                .context("invalid TLS configuration")?;
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
-            server::run(config, client, shutdown_signal())
+            server::run(config, tls, client, shutdown_signal())
                 .await
                 .context("webhook stopped")?;
+        }
+        Command::Certs(args) => {
+            let mut names = certs::service_dns_names(&args.service, &args.namespace);
+            names.extend(args.extra_san);
+            let bundle = certs::generate(&names).context("cannot generate certificates")?;
+            certs::write(&bundle, &args.out).context("cannot write certificates")?;
+            println!(
+                "wrote ca.crt, tls.crt, tls.key and ca-bundle.b64 to {}",
+                args.out.display()
+            );
         }
     }
     Ok(())

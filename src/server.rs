@@ -23,7 +23,6 @@ use crate::admission::{Admitter, Answer, Outcome};
 use crate::backends::{Backends, KubernetesStores};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
-use crate::tls;
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -33,8 +32,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// The webhook cannot start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error(transparent)]
-    Tls(#[from] tls::TlsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -93,13 +90,14 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
     );
 }
 
-/// Runs the webhook until `shutdown` resolves.
+/// Runs the webhook until `shutdown` resolves; `tls` comes from [`tls::server_config`], loaded
+/// by the caller so that a bad certificate fails before anything else starts.
 pub async fn run(
     config: ServeConfig,
+    tls: Arc<rustls::ServerConfig>,
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let tls = tls::server_config(&config.tls_cert, &config.tls_key)?;
     let webhook_listener = bind(config.listen)?;
     let admin_listener = bind(config.admin_listen)?;
 
@@ -110,8 +108,8 @@ pub async fn run(
         let stores = stores.clone();
         let ready = ready.clone();
         async move {
-            stores.wait_until_ready().await;
-            ready.store(stores.is_ready(), Ordering::Release);
+            stores.synced().await;
+            ready.store(true, Ordering::Release);
             tracing::info!("secret store and namespace caches synced; ready");
         }
     });

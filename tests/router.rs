@@ -109,7 +109,7 @@ impl Harness {
                     .apply_watcher_event(&Event::InitApply(secret));
             }
             writers.secrets.apply_watcher_event(&Event::InitDone);
-            stores.wait_until_ready().await;
+            stores.mark_ready_when_synced().await;
         }
         // The writers must outlive the test, as the watch task keeps them in production.
         std::mem::forget(writers);

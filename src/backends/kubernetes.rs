@@ -9,7 +9,6 @@
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -17,6 +16,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use secrecy::SecretString;
+use tokio::sync::watch;
 
 use super::{BackendError, SecretBackend};
 use crate::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
@@ -36,7 +36,7 @@ pub struct KubernetesStores {
     settings: StoreSettings,
     secrets: Store<Secret>,
     namespaces: Store<Namespace>,
-    ready: Arc<AtomicBool>,
+    ready: Arc<watch::Sender<bool>>,
 }
 
 /// The write side of the caches: whoever holds it feeds watch events in.
@@ -62,7 +62,7 @@ impl KubernetesStores {
             settings,
             secrets,
             namespaces,
-            ready: Arc::new(AtomicBool::new(false)),
+            ready: Arc::new(watch::Sender::new(false)),
         };
         let writers = StoreWriters {
             secrets: secrets_writer,
@@ -91,7 +91,7 @@ impl KubernetesStores {
 
         let readiness = stores.clone();
         let drive = async move {
-            let mark_ready = readiness.wait_until_ready();
+            let mark_ready = readiness.mark_ready_when_synced();
             let secrets = reflector::reflector(writers.secrets, secret_events)
                 .for_each(|event| log_watch_error("secrets", event));
             let namespaces = reflector::reflector(writers.namespaces, namespace_events)
@@ -102,7 +102,10 @@ impl KubernetesStores {
     }
 
     /// Resolves once both caches hold a complete first listing, and marks them ready.
-    pub async fn wait_until_ready(&self) {
+    ///
+    /// Call it once per cache pair (the watch driver does): the reflector stores wake only their
+    /// latest waiter, so everyone else waits on [`Self::synced`].
+    pub async fn mark_ready_when_synced(&self) {
         let (secrets, namespaces) = future::join(
             self.secrets.wait_until_ready(),
             self.namespaces.wait_until_ready(),
@@ -110,13 +113,19 @@ impl KubernetesStores {
         .await;
         // An error means a writer was dropped, i.e. its watch ended at shutdown: never ready.
         if secrets.is_ok() && namespaces.is_ok() {
-            self.ready.store(true, Ordering::Release);
+            self.ready.send_replace(true);
         }
+    }
+
+    /// Resolves once both caches have completed their first listing (any number of waiters).
+    pub async fn synced(&self) {
+        // The sender lives as long as `self`, so waiting cannot fail.
+        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
     }
 
     /// Whether both caches have completed their first listing.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        *self.ready.borrow()
     }
 
     /// What the namespace may read, or `None` when the namespace is not (yet) known.

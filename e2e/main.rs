@@ -1,0 +1,503 @@
+//! End to end: the compiled `iomete-secrets-webhook` binary as a process, over real TLS with
+//! generated certificates, spoken to over HTTP/2 (as the kube-apiserver does) and HTTP/1.1,
+//! with its Kubernetes client pointed at the kube-fake API server through a KUBECONFIG.
+//!
+//! Every test that starts the binary runs it at debug log level with canary secret values and,
+//! after stopping it with SIGTERM, greps everything it printed (and its metrics) for them.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use iomete_secrets_webhook::certs;
+use iomete_secrets_webhook::expansion::kubelet_expand;
+use kube_fake::FakeApiServer;
+use serde_json::{Value, json};
+
+const STORE_NAMESPACE: &str = "iomete-system";
+const CANARY_DRIVER: &str = "e2e-canary-1f7a$(HOME)$$'\"` \\";
+const CANARY_GLOBAL: &str = "e2e-canary-global-77c3";
+const CANARY_ADMIN: &str = "e2e-canary-admin-0b9e";
+const BINARY: &str = env!("CARGO_BIN_EXE_iomete-secrets-webhook");
+
+fn fixture(path: &str) -> Value {
+    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The fake API server with the namespaces and stores every test starts from.
+async fn seeded_api_server() -> FakeApiServer {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace(STORE_NAMESPACE, &[]);
+    fake.apply_namespace("spark-jobs", &[("iomete.com/domain", "finance")]);
+    fake.apply_namespace("marketing-jobs", &[("iomete.com/domain", "marketing")]);
+    fake.apply_namespace("sandbox", &[]);
+    fake.apply_secret(
+        STORE_NAMESPACE,
+        "iomete-secret-store-finance",
+        &[("s3-secret-key", CANARY_DRIVER.as_bytes())],
+    );
+    fake.apply_secret(
+        STORE_NAMESPACE,
+        "iomete-secret-store",
+        &[("smtp_password", CANARY_GLOBAL.as_bytes())],
+    );
+    fake.apply_secret(
+        STORE_NAMESPACE,
+        "iomete-secret-store-admin",
+        &[("root", CANARY_ADMIN.as_bytes())],
+    );
+    // A Secret that is not a store must never be cached or served.
+    fake.apply_secret(STORE_NAMESPACE, "unrelated", &[("k", b"unrelated-value")]);
+    fake
+}
+
+struct Webhook {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+    admin_port: u16,
+    client: reqwest::Client,
+    http1_client: reqwest::Client,
+}
+
+impl Webhook {
+    fn start(fake: &FakeApiServer, extra_args: &[&str]) -> Webhook {
+        // reqwest builds on rustls without a default provider; ours is ring, as in the binary.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        let bundle = certs::generate(&names).unwrap();
+        certs::write(&bundle, dir.path()).unwrap();
+        let kubeconfig = fake.write_kubeconfig(dir.path());
+        let (port, admin_port) = (free_port(), free_port());
+        let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
+        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .arg("--tls-cert")
+            .arg(dir.path().join("tls.crt"))
+            .arg("--tls-key")
+            .arg(dir.path().join("tls.key"))
+            .args(["--log-format", "json"])
+            .args(extra_args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap();
+        Webhook {
+            child,
+            port,
+            admin_port,
+            client: tls_client(&bundle.ca_pem, true),
+            http1_client: tls_client(&bundle.ca_pem, false),
+            dir,
+        }
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.admin_get("/readyz").await.0 == 200 {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the webhook exited with {status}: {}", self.output());
+            }
+            assert!(Instant::now() < deadline, "not ready: {}", self.output());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn admin_get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
+        match reqwest::Client::new().get(url).send().await {
+            Ok(response) => (
+                response.status().as_u16(),
+                response.text().await.unwrap_or_default(),
+            ),
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    async fn admit_with(&self, client: &reqwest::Client, review: &Value) -> (Value, String) {
+        let url = format!("https://localhost:{}/mutate", self.port);
+        let response = client.post(url).json(review).send().await.unwrap();
+        let version = format!("{:?}", response.version());
+        let text = response.text().await.unwrap();
+        (serde_json::from_str(&text).unwrap(), version)
+    }
+
+    async fn admit(&self, review: &Value) -> Value {
+        let (answer, version) = self.admit_with(&self.client, review).await;
+        assert_eq!(version, "HTTP/2.0", "the API server speaks h2 to webhooks");
+        answer
+    }
+
+    fn output(&self) -> String {
+        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap();
+        format!("{}{}", read("stdout.log"), read("stderr.log"))
+    }
+
+    /// SIGTERM, then the exit status and everything the process printed.
+    fn stop(mut self) -> (ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("the webhook did not stop on SIGTERM: {}", self.output());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let output = self.output();
+        (status, output)
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = if http2 {
+        vec![b"h2".to_vec()]
+    } else {
+        vec![b"http/1.1".to_vec()]
+    };
+    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    let builder = if http2 { builder } else { builder.http1_only() };
+    builder.build().unwrap()
+}
+
+fn review_of(pod: Value, namespace: &str, uid: &str) -> Value {
+    let mut review = fixture("real/admissionreview-pod-create-kube-rs-gke.json");
+    review["request"]["uid"] = json!(uid);
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["name"] = pod["metadata"]["name"].clone();
+    review["request"]["object"] = pod;
+    review
+}
+
+fn with_env_secrets(mut pod: Value, entries: &[(&str, &str, &str)]) -> Value {
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(env, key, id)| {
+            json!({"key": env, "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": id}}})
+        })
+        .collect();
+    pod["metadata"]["annotations"] = json!({
+        "secrets.iomete.com/env-secrets": Value::Array(list).to_string()
+    });
+    pod
+}
+
+fn patched(review: &Value, answer: &Value) -> Value {
+    let patch = answer["response"]["patch"].as_str().expect("a patch");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(patch)
+        .unwrap();
+    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
+    let mut object = review["request"]["object"].clone();
+    json_patch::patch(&mut object, &patch).unwrap();
+    object
+}
+
+/// The value the container would see for `name`, after the kubelet's expansion.
+fn container_env(pod: &Value, container: usize, name: &str) -> Option<String> {
+    pod["spec"]["containers"][container]["env"]
+        .as_array()?
+        .iter()
+        .find(|var| var["name"] == name)
+        .and_then(|var| var["value"].as_str())
+        .map(|value| kubelet_expand(value, |_| None))
+}
+
+fn assert_no_canary(what: &str, text: &str) {
+    for canary in [CANARY_DRIVER, CANARY_GLOBAL, CANARY_ADMIN, "e2e-canary"] {
+        assert!(
+            !text.contains(canary),
+            "{what} leaks a secret value:\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_admits_patches_and_denies_over_tls() {
+    let fake = seeded_api_server().await;
+    let mut webhook = Webhook::start(&fake, &[]);
+    webhook.wait_ready().await;
+    fake.clear_requests();
+    let mut answers = String::new();
+
+    // A Spark 3.5 driver in its domain gets the value, byte for byte after the kubelet.
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-1",
+    );
+    let answer = webhook.admit(&driver).await;
+    assert_eq!(answer["response"]["uid"], "u-1");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let pod = patched(&driver, &answer);
+    assert_eq!(
+        container_env(&pod, 0, "AWS_SECRET_ACCESS_KEY").as_deref(),
+        Some(CANARY_DRIVER)
+    );
+
+    // The same pod from another domain is denied, saying what to fix.
+    let foreign = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "marketing-jobs",
+        "u-2",
+    );
+    let answer = webhook.admit(&foreign).await;
+    answers.push_str(&answer.to_string());
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 403);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("marketing-jobs") && message.contains("finance"));
+
+    // The admin store is out of reach of a domain namespace.
+    let pod = with_env_secrets(
+        fixture("spark/spark35-executor-pod.json"),
+        &[("ROOT", "root", "admin")],
+    );
+    let answer = webhook.admit(&review_of(pod, "spark-jobs", "u-3")).await;
+    answers.push_str(&answer.to_string());
+    assert_eq!(answer["response"]["status"]["code"], 403, "{answer}");
+
+    // ...and within reach of an admin namespace.
+    let pod = with_env_secrets(
+        fixture("real/notebook-pod-kubespawner-make_pod-with-extra-containers.json"),
+        &[("ROOT", "root", "admin")],
+    );
+    let admin_review = review_of(pod, STORE_NAMESPACE, "u-4");
+    let answer = webhook.admit(&admin_review).await;
+    let pod = patched(&admin_review, &answer);
+    assert_eq!(
+        container_env(&pod, 1, "ROOT").as_deref(),
+        Some(CANARY_ADMIN)
+    );
+
+    // Legacy placeholders keep working, with a warning.
+    let mut notebook = fixture("real/notebook-pod-kubespawner-make_pod-with-env-secretkeyref.json");
+    notebook["spec"]["containers"][0]["env"] = json!([
+        {"name": "SMTP", "value": "smtp://mailer:${secrets.smtp_password}@mail:25"}
+    ]);
+    let legacy = review_of(notebook, "spark-jobs", "u-5");
+    let answer = webhook.admit(&legacy).await;
+    let pod = patched(&legacy, &answer);
+    assert_eq!(
+        container_env(&pod, 0, "SMTP").unwrap(),
+        format!("smtp://mailer:{CANARY_GLOBAL}@mail:25")
+    );
+    let warnings = answer["response"]["warnings"].to_string();
+    assert!(warnings.contains("deprecated"), "{warnings}");
+    assert_no_canary("a warning", &warnings);
+
+    // Dry run: every check, no value.
+    let mut dry = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-6",
+    );
+    dry["request"]["dryRun"] = json!(true);
+    let answer = webhook.admit(&dry).await;
+    assert_eq!(answer["response"]["allowed"], true);
+    let pod = patched(&dry, &answer);
+    answers.push_str(&answer.to_string());
+    answers.push_str(&pod.to_string());
+
+    // HTTP/1.1 is served too.
+    let (answer, version) = webhook.admit_with(&webhook.http1_client, &driver).await;
+    assert_eq!(version, "HTTP/1.1");
+    assert_eq!(answer["response"]["allowed"], true);
+
+    // Admissions never called the API server: everything came from the watch caches.
+    let calls: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|request| !request.contains("watch=true"))
+        .collect();
+    assert!(
+        calls.is_empty(),
+        "admission path called the API server: {calls:?}"
+    );
+
+    let (_, metrics) = webhook.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("iomete_secrets_webhook_admission_requests_total{outcome=\"patched\"} 5"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("reason=\"out_of_scope\",code=\"403\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("iomete_secrets_webhook_secret_stores 3"),
+        "{metrics}"
+    );
+
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "exit {status}: {output}");
+    assert!(
+        output.contains("\"decision\":\"denied\""),
+        "one line per admission: {output}"
+    );
+    assert!(
+        output.contains("AWS_SECRET_ACCESS_KEY"),
+        "references are logged: {output}"
+    );
+    assert_no_canary("the process output", &output);
+    assert_no_canary("the metrics", &metrics);
+    assert_no_canary("denials and dry-run answers", &answers);
+    assert!(!output.contains("unrelated-value"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_updated_mid_run_reaches_the_next_pod() {
+    let fake = seeded_api_server().await;
+    let mut webhook = Webhook::start(&fake, &[]);
+    webhook.wait_ready().await;
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-1",
+    );
+    let before = patched(&driver, &webhook.admit(&driver).await);
+    assert_eq!(
+        container_env(&before, 0, "AWS_SECRET_ACCESS_KEY").as_deref(),
+        Some(CANARY_DRIVER)
+    );
+
+    let rotated = "e2e-canary-rotated-42";
+    fake.apply_secret(
+        STORE_NAMESPACE,
+        "iomete-secret-store-finance",
+        &[("s3-secret-key", rotated.as_bytes())],
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let after = patched(&driver, &webhook.admit(&driver).await);
+        if container_env(&after, 0, "AWS_SECRET_ACCESS_KEY").as_deref() == Some(rotated) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the rotated value never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A deleted store denies with 404 once the deletion has arrived.
+    fake.delete_secret(STORE_NAMESPACE, "iomete-secret-store-finance");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = webhook.admit(&driver).await;
+        if answer["response"]["status"]["code"] == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the deletion never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
+    assert_no_canary("the process output", &output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_api_server_answers() {
+    let fake = seeded_api_server().await;
+    fake.set_unavailable(true);
+    let mut webhook = Webhook::start(&fake, &[]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while webhook.admin_get("/livez").await.0 != 200 {
+        assert!(Instant::now() < deadline, "{}", webhook.output());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(webhook.admin_get("/readyz").await.0, 503);
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-1",
+    );
+    let answer = webhook.admit(&driver).await;
+    assert_eq!(answer["response"]["status"]["code"], 503, "{answer}");
+
+    fake.set_unavailable(false);
+    webhook.wait_ready().await;
+    let answer = webhook.admit(&driver).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = Command::new(BINARY)
+            .arg("serve")
+            .args(args)
+            .env("KUBECONFIG", dir.path().join("none"))
+            .output()
+            .unwrap();
+        assert!(!output.status.success());
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let missing: PathBuf = dir.path().join("missing.pem");
+    let missing = missing.to_str().unwrap();
+    let stderr = run(&[
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+        "--store-namespace",
+        "Bad_NS",
+    ]);
+    assert!(stderr.contains("--store-namespace"), "{stderr}");
+    let stderr = run(&["--tls-cert", missing, "--tls-key", missing]);
+    assert!(stderr.contains("missing.pem"), "{stderr}");
+    let stderr = run(&[
+        "--tls-cert",
+        missing,
+        "--tls-key",
+        missing,
+        "--admission-timeout",
+        "2m",
+    ]);
+    assert!(stderr.contains("--admission-timeout"), "{stderr}");
+}
