@@ -371,12 +371,12 @@ fn plan_legacy(
         return Ok(());
     };
     for (index, var) in env.iter().enumerate() {
-        let Some(template) = legacy_template(path, var)? else {
-            continue;
-        };
         if replaced.contains(&(path.list, path.index, index)) {
             continue;
         }
+        let Some(template) = legacy_template(path, var)? else {
+            continue;
+        };
         for key in template.keys() {
             let secret = SecretRef {
                 source: Source::Kubernetes(KubernetesStore::Global),
@@ -1025,15 +1025,13 @@ mod tests {
         }
     }
 
-    /// Known bug, outside this file: `legacy::parse_template` does not treat `$${secrets.x}` as
-    /// the kubelet escape it is, so an injected value that contains `${secrets.x}` text (written
-    /// `$${secrets.x}`) is taken for a placeholder when the pod comes back: the container then
-    /// sees another secret spliced into the value (or the pod is denied with an error that quotes
-    /// the value). Un-ignore once the legacy parser skips escaped openings.
+    /// An injected value that contains `${secrets.x}` text is written `$${secrets.x}`, which the
+    /// legacy parser must read as the kubelet's escape, not as a placeholder, when the pod comes
+    /// back: otherwise another secret is spliced into the value (or the pod is denied with an
+    /// error that quotes the value).
     #[rstest]
     #[case::legacy_value(pod_json(&[], json!([{"name": "main", "env": [{"name": "L", "value": "${secrets.l}"}]}]), Value::Null))]
     #[case::env_secret_value(pod_json(&[(ENV, &env_secrets(&[("L", "global", "l")]))], json!([{"name": "main"}]), Value::Null))]
-    #[ignore = "legacy::parse_template does not honour the kubelet's $$ escape"]
     fn reinvocation_is_a_noop_even_when_a_value_looks_like_a_placeholder(#[case] original: Value) {
         for value in ["a${secrets.other}b", "${secrets.not a key"] {
             let (_, _, patched) = inject(&original, &finance(), &[(global("l"), value)]);

@@ -48,32 +48,52 @@ pub fn mentions_placeholder(value: &str) -> bool {
 }
 
 /// Splits `value` into literals and placeholders; `None` when it holds no placeholder.
+///
+/// The scan follows the kubelet's escaping: `$$` is a literal `$`, so `$${secrets.k}` is text,
+/// not a placeholder. That is also what keeps an injected value (written with every `$`
+/// doubled) from being read as a placeholder when the pod comes back on reinvocation.
 pub fn parse_template(value: &str) -> Result<Option<Template>, PlaceholderError> {
     if !mentions_placeholder(value) {
         return Ok(None);
     }
+    let bytes = value.as_bytes();
     let mut segments = Vec::new();
-    let mut rest = value;
-    let mut consumed = 0;
-    while let Some(start) = rest.find(OPENING) {
-        if start > 0 {
-            segments.push(Segment::Literal(rest[..start].to_owned()));
+    let mut literal_start = 0;
+    let mut cursor = 0;
+    while cursor < bytes.len() {
+        if bytes[cursor] != b'$' {
+            cursor += 1;
+            continue;
         }
-        let offset = consumed + start;
-        let after_opening = &rest[start + OPENING.len()..];
-        let end = after_opening
+        if bytes.get(cursor + 1) == Some(&b'$') {
+            cursor += 2;
+            continue;
+        }
+        if !value[cursor..].starts_with(OPENING) {
+            cursor += 1;
+            continue;
+        }
+        let offset = cursor;
+        let key_start = offset + OPENING.len();
+        let key_end = value[key_start..]
             .find('}')
+            .map(|end| key_start + end)
             .ok_or(PlaceholderError::Unclosed { offset })?;
-        let key = &after_opening[..end];
+        let key = &value[key_start..key_end];
         validate_secret_key(key)
             .map_err(|problem| PlaceholderError::InvalidKey { offset, problem })?;
+        if literal_start < offset {
+            segments.push(Segment::Literal(value[literal_start..offset].to_owned()));
+        }
         segments.push(Segment::Secret(key.to_owned()));
-        let advanced = start + OPENING.len() + end + 1;
-        consumed += advanced;
-        rest = &rest[advanced..];
+        cursor = key_end + 1;
+        literal_start = cursor;
     }
-    if !rest.is_empty() {
-        segments.push(Segment::Literal(rest.to_owned()));
+    if segments.is_empty() {
+        return Ok(None);
+    }
+    if literal_start < value.len() {
+        segments.push(Segment::Literal(value[literal_start..].to_owned()));
     }
     Ok(Some(Template { segments }))
 }
@@ -96,6 +116,8 @@ mod tests {
     #[case("${secrets.a}${secrets.b}", vec![secret("a"), secret("b")])]
     #[case("${secrets.a}-${secrets.a}", vec![secret("a"), lit("-"), secret("a")])]
     #[case("$(HOME)/${secrets.k.v-1_2}", vec![lit("$(HOME)/"), secret("k.v-1_2")])]
+    #[case("$$$${secrets.b}x${secrets.c}", vec![lit("$$$${secrets.b}x"), secret("c")])]
+    #[case("$$${secrets.d}", vec![lit("$$"), secret("d")])]
     fn templates_split_into_literals_and_keys(#[case] value: &str, #[case] expected: Vec<Segment>) {
         let template = parse_template(value).unwrap().unwrap();
         assert_eq!(template.segments, expected);
@@ -106,6 +128,8 @@ mod tests {
     #[case("${HOME}")]
     #[case("$(secrets.x)")]
     #[case("")]
+    #[case("$${secrets.escaped}")]
+    #[case("a $${secrets.x} and $$$${secrets.y}")]
     fn values_without_placeholders_are_left_alone(#[case] value: &str) {
         assert_eq!(parse_template(value).unwrap(), None);
     }

@@ -240,7 +240,10 @@ impl References {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object {\"key\": ..., \"secretObject\": {...}}"
+)]
 struct RawEntry {
     key: String,
     #[serde(rename = "secretObject")]
@@ -248,14 +251,20 @@ struct RawEntry {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object {\"key\": ..., \"source\": {...}}"
+)]
 struct RawSecretObject {
     key: String,
     source: RawSource,
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an object {\"type\": \"KUBERNETES\" or \"VAULT\", \"id\": ...}"
+)]
 struct RawSource {
     #[serde(rename = "type")]
     source_type: SourceType,
