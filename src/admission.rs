@@ -180,6 +180,9 @@ impl Admitter {
                 (response, Outcome::Patched)
             }
             Err((error, warnings)) => {
+                if log.references.is_empty() {
+                    log.references = requested_references(&request);
+                }
                 let kind = error.kind();
                 log.message = error.to_string();
                 let mut response = base.deny(&log.message);
@@ -306,6 +309,29 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
         }
     }
     described
+}
+
+/// The references a denied pod asked for, for its log line (plans that fail list none).
+fn requested_references(request: &AdmissionRequest<DynamicObject>) -> Vec<String> {
+    let Some(annotations) = request
+        .object
+        .as_ref()
+        .and_then(|object| object.metadata.annotations.as_ref())
+    else {
+        return Vec::new();
+    };
+    let Ok(references) = crate::reference::parse_annotations(annotations) else {
+        return vec!["(unparseable reference annotations)".to_owned()];
+    };
+    let env = references
+        .env
+        .iter()
+        .map(|entry| format!("env {:?} <- {}", entry.env_name, entry.secret));
+    let spark = references
+        .spark_conf
+        .iter()
+        .map(|entry| format!("spark {:?} <- {}", entry.property, entry.secret));
+    env.chain(spark).collect()
 }
 
 fn pod_display_name(pod: &Pod) -> String {

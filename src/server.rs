@@ -83,7 +83,7 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
         references = ?log.references,
         decision = answer.outcome.label(),
         code,
-        message = %log.message,
+        reason = %log.message,
         dry_run = log.dry_run,
         elapsed_us = elapsed.as_micros() as u64,
         "admission"

@@ -1,0 +1,173 @@
+//! A self-contained local demo: no cluster needed.
+//!
+//! Starts the in-process Kubernetes API fake with sample namespaces and secret stores, starts the
+//! real webhook over TLS beside it (certificates generated on the spot), then sends it, over
+//! HTTP/2 as the kube-apiserver would, a Spark 3.5 driver pod in its own domain (admitted and
+//! patched), the same pod from another domain (denied) and a notebook pod with a legacy
+//! placeholder (patched, with a warning). Run with `cargo run --example demo`.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use iomete_secrets_webhook::config::{Cli, Command, LogFormat};
+use iomete_secrets_webhook::{certs, server, telemetry, tls};
+use kube_fake::FakeApiServer;
+use serde_json::{Value, json};
+
+const DRIVER_POD: &str = include_str!("../tests/fixtures/spark/spark35-driver-pod.json");
+const NOTEBOOK_POD: &str = include_str!(
+    "../tests/fixtures/real/notebook-pod-kubespawner-make_pod-with-env-secretkeyref.json"
+);
+const REVIEW: &str =
+    include_str!("../tests/fixtures/real/admissionreview-pod-create-kube-rs-gke.json");
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    telemetry::init(LogFormat::Text);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    step("starting the Kubernetes API fake with sample namespaces and stores");
+    let api = FakeApiServer::start().await;
+    api.apply_namespace("iomete-system", &[]);
+    api.apply_namespace("spark-jobs", &[("iomete.com/domain", "finance")]);
+    api.apply_namespace("marketing-jobs", &[("iomete.com/domain", "marketing")]);
+    api.apply_secret(
+        "iomete-system",
+        "iomete-secret-store-finance",
+        &[("s3-secret-key", b"demo-finance-s3-key")],
+    );
+    api.apply_secret(
+        "iomete-system",
+        "iomete-secret-store",
+        &[("smtp_password", b"demo-global-smtp")],
+    );
+
+    step("starting the webhook over TLS");
+    let dir = tempfile::tempdir()?;
+    let bundle = certs::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+    certs::write(&bundle, dir.path())?;
+    let (port, admin_port) = (free_port()?, free_port()?);
+    let cli = <Cli as clap::Parser>::try_parse_from([
+        "iomete-secrets-webhook",
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--admin-listen",
+        &format!("127.0.0.1:{admin_port}"),
+        "--tls-cert",
+        &dir.path().join("tls.crt").display().to_string(),
+        "--tls-key",
+        &dir.path().join("tls.key").display().to_string(),
+    ])?;
+    let Command::Serve(args) = cli.command else {
+        unreachable!("parsed as serve");
+    };
+    let config = args.validate()?;
+    let tls_config = tls::server_config(&config.tls_cert, &config.tls_key)?;
+    let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig_yaml())?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+    let client = kube::Client::try_from(client_config)?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let webhook = tokio::spawn(server::run(config, tls_config, client, async {
+        let _ = stopped.await;
+    }));
+    wait_ready(admin_port).await?;
+
+    let https = https_client(&bundle.ca_pem)?;
+    let url = format!("https://localhost:{port}/mutate");
+
+    step("1. a Spark 3.5 driver pod in namespace spark-jobs (domain finance)");
+    let driver: Value = serde_json::from_str(DRIVER_POD)?;
+    show(&https, &url, review(driver.clone(), "spark-jobs")).await?;
+
+    step("2. the same pod in namespace marketing-jobs (domain marketing)");
+    show(&https, &url, review(driver, "marketing-jobs")).await?;
+
+    step("3. a Jupyter notebook pod with a legacy ${secrets.smtp_password} placeholder");
+    let mut notebook: Value = serde_json::from_str(NOTEBOOK_POD)?;
+    notebook["spec"]["containers"][0]["env"] =
+        json!([{"name": "SMTP_URL", "value": "smtp://mailer:${secrets.smtp_password}@mail:25"}]);
+    show(&https, &url, review(notebook, "spark-jobs")).await?;
+
+    step("stopping");
+    let _ = stop.send(());
+    webhook.await??;
+    api.stop().await;
+    Ok(())
+}
+
+fn step(text: &str) {
+    println!("\n=== {text}");
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn review(pod: Value, namespace: &str) -> Value {
+    let mut review: Value = serde_json::from_str(REVIEW).expect("fixture is JSON");
+    review["request"]["namespace"] = json!(namespace);
+    review["request"]["name"] = pod["metadata"]["name"].clone();
+    review["request"]["object"] = pod;
+    review
+}
+
+async fn wait_ready(admin_port: u16) -> anyhow::Result<()> {
+    let url = format!("http://127.0.0.1:{admin_port}/readyz");
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("the webhook did not become ready")
+}
+
+fn https_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .build()?)
+}
+
+async fn show(client: &reqwest::Client, url: &str, review: Value) -> anyhow::Result<()> {
+    let response = client.post(url).json(&review).send().await?;
+    println!("answered over {:?}", response.version());
+    let answer: Value = response.json().await?;
+    let response = &answer["response"];
+    if response["allowed"] == true {
+        println!("ALLOWED");
+    } else {
+        println!(
+            "DENIED ({}): {}",
+            response["status"]["code"], response["status"]["message"]
+        );
+    }
+    if let Some(patch) = response["patch"].as_str() {
+        let bytes = base64::engine::general_purpose::STANDARD.decode(patch)?;
+        let patch: Value = serde_json::from_slice(&bytes)?;
+        println!("patch:\n{}", serde_json::to_string_pretty(&patch)?);
+    }
+    for warning in response["warnings"].as_array().into_iter().flatten() {
+        println!("warning: {warning}");
+    }
+    Ok(())
+}
