@@ -61,9 +61,8 @@ impl AdmissionError {
                 InjectionError::VaultNotConfigured { .. } => {
                     (400, "BadRequest", "vault_not_configured")
                 }
-                InjectionError::SparkConfNotDelivered => {
-                    (400, "BadRequest", "spark_conf_not_delivered")
-                }
+                InjectionError::SparkConf { .. } => (400, "BadRequest", "spark_conf"),
+                InjectionError::Internal(_) => (500, "InternalError", "internal"),
                 InjectionError::Reference(_)
                 | InjectionError::Placeholder { .. }
                 | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),

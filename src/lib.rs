@@ -18,5 +18,6 @@ pub mod legacy;
 pub mod reference;
 pub mod scope;
 pub mod server;
+pub mod spark;
 pub mod telemetry;
 pub mod tls;

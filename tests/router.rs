@@ -577,3 +577,194 @@ async fn oversize_bodies_are_refused() {
     let (status, _) = harness.post(vec![b' '; MAX_BODY_BYTES + 1]).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+// ---- Spark config secrets: SPARK_SUBMIT_OPTS on drivers and notebooks, never on executors ----
+
+const SPARK_CONF: &str = "secrets.iomete.com/spark-conf-secrets";
+
+fn spark_conf_s3() -> String {
+    env_secrets(&[("spark.hadoop.fs.s3a.secret.key", "s3-secret-key", "finance")])
+}
+
+/// The token the launcher must read back as `-Dspark.hadoop.fs.s3a.secret.key=<CANARY>`.
+fn s3_token() -> String {
+    format!(
+        "'-Dspark.hadoop.fs.s3a.secret.key={}'",
+        CANARY.replace('\'', r"'\''")
+    )
+}
+
+fn spark_submit_opts(pod: &Value, container: &str) -> Option<String> {
+    let env = env_of(pod, container);
+    let mut found = env.iter().filter(|(name, _)| name == "SPARK_SUBMIT_OPTS");
+    let value = found
+        .next()
+        .map(|(_, value)| value.clone().expect("a literal value"));
+    assert!(found.next().is_none(), "SPARK_SUBMIT_OPTS twice in {env:?}");
+    value
+}
+
+#[tokio::test]
+async fn spark_driver_gets_spark_conf_in_spark_submit_opts() {
+    let harness = Harness::new(true).await;
+    let pod = with_annotation(
+        fixture("spark/spark35-driver-pod.json"),
+        SPARK_CONF,
+        &spark_conf_s3(),
+    );
+    let review = review_of(pod, "spark-jobs");
+    let (_, answer, _) = harness.review(&review).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let pod = patched_object(&review, &answer);
+    let written = spark_submit_opts(&pod, "spark-kubernetes-driver").expect("injected");
+    assert_eq!(kubelet_view(&written), s3_token());
+    // The env-secret of the fixture is delivered too, and Spark's own env keeps its order.
+    let env = env_of(&pod, "spark-kubernetes-driver");
+    let names: Vec<&str> = env.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "SPARK_USER",
+            "SPARK_APPLICATION_ID",
+            "SPARK_DRIVER_BIND_ADDRESS",
+            "SPARK_LOCAL_DIRS",
+            "SPARK_CONF_DIR",
+            "AWS_SECRET_ACCESS_KEY",
+            "SPARK_SUBMIT_OPTS"
+        ]
+    );
+    let audit = answer["response"]["auditAnnotations"]["injected-references"]
+        .as_str()
+        .unwrap();
+    assert!(
+        audit.contains(
+            r#"container \"spark-kubernetes-driver\" spark \"spark.hadoop.fs.s3a.secret.key\""#
+        ),
+        "{audit}"
+    );
+    assert!(!audit.contains("canary"), "{audit}");
+}
+
+#[tokio::test]
+async fn spark_executor_gets_env_secrets_but_no_spark_submit_opts() {
+    let harness = Harness::new(true).await;
+    let pod = with_annotation(
+        fixture("spark/spark35-executor-pod.json"),
+        SPARK_CONF,
+        &spark_conf_s3(),
+    );
+    let review = review_of(pod, "spark-jobs");
+    let (_, answer, text) = harness.review(&review).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let pod = patched_object(&review, &answer);
+    assert_eq!(spark_submit_opts(&pod, "spark-kubernetes-executor"), None);
+    let env = env_of(&pod, "spark-kubernetes-executor");
+    let (_, written) = env
+        .iter()
+        .find(|(name, _)| name == "AWS_SECRET_ACCESS_KEY")
+        .expect("the env-secret is injected");
+    assert_eq!(kubelet_view(written.as_deref().unwrap()), CANARY);
+    let audit = answer["response"]["auditAnnotations"]["injected-references"]
+        .as_str()
+        .unwrap();
+    assert!(!audit.contains("spark.hadoop"), "{audit}");
+    assert!(!text.contains("'-Dspark"), "{text}");
+}
+
+#[tokio::test]
+async fn spark_executor_spark_conf_out_of_scope_is_still_denied_403() {
+    let harness = Harness::new(true).await;
+    let mut pod = fixture("spark/spark35-executor-pod.json");
+    // Only the spark-conf reference, so the denial can only come from it.
+    pod["metadata"]["annotations"] = json!({SPARK_CONF: spark_conf_s3()});
+    let (_, answer, _) = harness.review(&review_of(pod, "marketing-jobs")).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 403);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(message.contains("spark-conf-secrets"), "{message}");
+}
+
+#[rstest]
+#[case(
+    "real/notebook-pod-kubespawner-make_pod-with-env-secretkeyref.json",
+    &["notebook"]
+)]
+#[case(
+    "real/notebook-pod-kubespawner-make_pod-with-extra-containers.json",
+    &["notebook", "crontab"]
+)]
+#[case(
+    "real/notebook-pod-kubespawner-make_pod-with-init-containers.json",
+    &["notebook"]
+)]
+#[tokio::test]
+async fn notebook_pods_get_spark_submit_opts_in_every_container(
+    #[case] path: &str,
+    #[case] containers: &[&str],
+) {
+    let harness = Harness::new(true).await;
+    let original = fixture(path);
+    let pod = with_annotation(original.clone(), SPARK_CONF, &spark_conf_s3());
+    let review = review_of(pod, "colin-coder");
+    let (_, answer, _) = harness.review(&review).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let pod = patched_object(&review, &answer);
+    for container in containers {
+        let written = spark_submit_opts(&pod, container).expect("injected");
+        assert_eq!(kubelet_view(&written), s3_token(), "{container}");
+        // What was there stays, in order, ahead of it.
+        let before = env_of(&original, container);
+        let after = env_of(&pod, container);
+        assert_eq!(after[..after.len() - 1], before[..], "{container}");
+    }
+    assert_eq!(
+        pod["spec"]["initContainers"],
+        original["spec"]["initContainers"]
+    );
+}
+
+#[tokio::test]
+async fn spark_submit_opts_from_value_from_is_denied_400() {
+    let harness = Harness::new(true).await;
+    let mut pod = with_annotation(
+        fixture("spark/spark35-driver-pod.json"),
+        SPARK_CONF,
+        &spark_conf_s3(),
+    );
+    pod["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "SPARK_SUBMIT_OPTS", "valueFrom": {"configMapKeyRef": {"name": "opts", "key": "opts"}}}));
+    let (_, answer, text) = harness.review(&review_of(pod, "spark-jobs")).await;
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 400);
+    let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(
+            "container \"spark-kubernetes-driver\": SPARK_SUBMIT_OPTS is set with valueFrom"
+        ),
+        "{message}"
+    );
+    assert!(!text.contains("canary"), "{text}");
+}
+
+#[tokio::test]
+async fn spark_conf_dry_run_puts_the_marker_inside_the_token() {
+    let harness = Harness::new(true).await;
+    let pod = with_annotation(
+        fixture("spark/spark35-driver-pod.json"),
+        SPARK_CONF,
+        &spark_conf_s3(),
+    );
+    let mut review = review_of(pod, "spark-jobs");
+    review["request"]["dryRun"] = json!(true);
+    let (_, answer, text) = harness.review(&review).await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let pod = patched_object(&review, &answer);
+    assert_eq!(
+        spark_submit_opts(&pod, "spark-kubernetes-driver").as_deref(),
+        Some(format!("'-Dspark.hadoop.fs.s3a.secret.key={DRY_RUN_MARKER}'").as_str())
+    );
+    assert!(!text.contains("canary"), "{text}");
+    assert!(!serde_json::to_string(&pod).unwrap().contains("canary"));
+}

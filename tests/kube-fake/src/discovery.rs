@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use crate::resource::ResourceKind;
 
 /// The verbs both resources support (no `deletecollection`: not implemented).
-const VERBS: &[&str] = &["create", "delete", "get", "list", "patch", "update", "watch"];
+const VERBS: &[&str] = &[
+    "create", "delete", "get", "list", "patch", "update", "watch",
+];
 
 /// What `GET /version` reports: a current Kubernetes, marked as the fake.
 pub(crate) fn version() -> Value {

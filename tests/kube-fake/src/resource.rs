@@ -83,7 +83,10 @@ impl ResourceKind {
     }
 
     /// Applies the kind-specific defaulting of a create to `object` (metadata already set).
-    pub(crate) fn prepare_for_create(self, object: &mut Map<String, Value>) -> Result<(), ApiError> {
+    pub(crate) fn prepare_for_create(
+        self,
+        object: &mut Map<String, Value>,
+    ) -> Result<(), ApiError> {
         match self {
             Self::Namespace => {
                 label_namespace_with_its_name(object);
@@ -226,10 +229,16 @@ fn normalize_secret(object: &mut Map<String, Value>) -> Result<(), ApiError> {
 }
 
 /// A secret's `type` never changes; an `immutable: true` secret's data never changes.
-fn check_secret_immutability(object: &Map<String, Value>, existing: &Value) -> Result<(), ApiError> {
+fn check_secret_immutability(
+    object: &Map<String, Value>,
+    existing: &Value,
+) -> Result<(), ApiError> {
     let name = crate::object::name(existing);
     if object.get("type") != existing.get("type") {
-        let new_type = object.get("type").and_then(Value::as_str).unwrap_or_default();
+        let new_type = object
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         return Err(ApiError::invalid(
             "Secret",
             name,
@@ -297,11 +306,22 @@ mod tests {
         assert!(ResourceKind::Namespace.validate_name("team-a").is_ok());
         assert!(ResourceKind::Namespace.validate_name("a.b").is_err());
         assert!(ResourceKind::Namespace.validate_name("-a").is_err());
-        assert!(ResourceKind::Namespace.validate_name(&"a".repeat(64)).is_err());
-        assert!(ResourceKind::Secret.validate_name("tls.example.com").is_ok());
+        assert!(
+            ResourceKind::Namespace
+                .validate_name(&"a".repeat(64))
+                .is_err()
+        );
+        assert!(
+            ResourceKind::Secret
+                .validate_name("tls.example.com")
+                .is_ok()
+        );
         assert!(ResourceKind::Secret.validate_name("Upper").is_err());
         assert!(ResourceKind::Secret.validate_name("a..b").is_err());
-        assert_eq!(ResourceKind::Secret.validate_name("").unwrap_err().code, 422);
+        assert_eq!(
+            ResourceKind::Secret.validate_name("").unwrap_err().code,
+            422
+        );
     }
 
     #[test]

@@ -84,7 +84,10 @@ impl ObjectFilter {
 }
 
 fn terms(selector: &str) -> impl Iterator<Item = &str> {
-    selector.split(',').map(str::trim).filter(|term| !term.is_empty())
+    selector
+        .split(',')
+        .map(str::trim)
+        .filter(|term| !term.is_empty())
 }
 
 fn parse_label_selector(selector: &str) -> Result<Vec<LabelRequirement>, ApiError> {
@@ -209,11 +212,19 @@ mod tests {
                 .unwrap_err();
             assert_eq!(error.code, 400, "{labels:?} {fields:?}");
         }
-        let namespace_phase =
-            ObjectFilter::new(ResourceKind::Namespace, None, None, Some("status.phase=Active"));
+        let namespace_phase = ObjectFilter::new(
+            ResourceKind::Namespace,
+            None,
+            None,
+            Some("status.phase=Active"),
+        );
         assert!(namespace_phase.is_ok());
-        let secret_phase =
-            ObjectFilter::new(ResourceKind::Secret, None, None, Some("status.phase=Active"));
+        let secret_phase = ObjectFilter::new(
+            ResourceKind::Secret,
+            None,
+            None,
+            Some("status.phase=Active"),
+        );
         assert!(secret_phase.is_err());
     }
 }

@@ -42,8 +42,12 @@ impl ApiError {
     }
 
     pub(crate) fn already_exists(plural: &str, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{plural} \"{name}\" already exists"))
-            .with_details(json!({ "name": name, "kind": plural }))
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{plural} \"{name}\" already exists"),
+        )
+        .with_details(json!({ "name": name, "kind": plural }))
     }
 
     /// The optimistic-concurrency failure of an update carrying a stale resourceVersion.
@@ -105,14 +109,18 @@ impl ApiError {
             "UnsupportedMediaType",
             format!(
                 "the body of the request was in an unknown format ({content_type}) - accepted media types include: \
-                 application/json, application/json-patch+json, application/merge-patch+json, \
-                 application/strategic-merge-patch+json"
+                 application/json, application/vnd.kubernetes.protobuf, application/json-patch+json, \
+                 application/merge-patch+json, application/strategic-merge-patch+json"
             ),
         )
     }
 
     pub(crate) fn request_too_large() -> Self {
-        Self::new(413, "RequestEntityTooLarge", "the request body is too large")
+        Self::new(
+            413,
+            "RequestEntityTooLarge",
+            "the request body is too large",
+        )
     }
 
     pub(crate) fn service_unavailable() -> Self {

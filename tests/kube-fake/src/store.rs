@@ -294,7 +294,9 @@ impl Store {
             return Err(ApiError::conflict(
                 kind.plural(),
                 name,
-                &format!("Precondition failed: UID in precondition: {required}, UID in object meta: {uid}"),
+                &format!(
+                    "Precondition failed: UID in precondition: {required}, UID in object meta: {uid}"
+                ),
             ));
         }
         if let Some(required) = preconditions
@@ -450,7 +452,11 @@ fn metadata_of(object: &mut Map<String, Value>) -> &mut Map<String, Value> {
 
 /// Checks a request body and brings the parts every object shares into stored form: type
 /// meta, a metadata map without server-owned fields, and the namespace from the URL.
-fn decode(kind: ResourceKind, namespace: &str, body: Value) -> Result<Map<String, Value>, ApiError> {
+fn decode(
+    kind: ResourceKind,
+    namespace: &str,
+    body: Value,
+) -> Result<Map<String, Value>, ApiError> {
     let undecodable = |why: &str| {
         ApiError::bad_request(format!(
             "{} in version \"v1\" cannot be handled as a {}: {why}",
@@ -479,8 +485,17 @@ fn decode(kind: ResourceKind, namespace: &str, body: Value) -> Result<Map<String
         Some(Value::Object(metadata)) => metadata,
         Some(_) => return Err(undecodable("metadata must be an object")),
     };
-    metadata.retain(|field, value| !value.is_null() && !SERVER_OWNED_METADATA.contains(&field.as_str()));
-    for field in ["name", "generateName", "namespace", "resourceVersion", "uid"] {
+    // Go's `omitempty`: null and empty-string metadata fields are the same as absent ones.
+    metadata.retain(|field, value| {
+        !value.is_null() && value != "" && !SERVER_OWNED_METADATA.contains(&field.as_str())
+    });
+    for field in [
+        "name",
+        "generateName",
+        "namespace",
+        "resourceVersion",
+        "uid",
+    ] {
         if metadata.get(field).is_some_and(|value| !value.is_string()) {
             return Err(undecodable(&format!("metadata.{field} must be a string")));
         }
@@ -488,13 +503,15 @@ fn decode(kind: ResourceKind, namespace: &str, body: Value) -> Result<Map<String
     for field in ["labels", "annotations"] {
         match metadata.get(field) {
             None => {}
-            Some(Value::Object(map)) if map.values().all(Value::is_string) => {
-                if map.is_empty() {
-                    metadata.remove(field);
-                }
+            // Go's `omitempty`: an empty map is not stored.
+            Some(Value::Object(map)) if map.is_empty() => {
+                metadata.remove(field);
             }
+            Some(Value::Object(map)) if map.values().all(Value::is_string) => {}
             Some(_) => {
-                return Err(undecodable(&format!("metadata.{field} must be a map of strings")));
+                return Err(undecodable(&format!(
+                    "metadata.{field} must be a map of strings"
+                )));
             }
         }
     }
@@ -581,7 +598,11 @@ mod tests {
     fn store_with_namespace(name: &str) -> Store {
         let mut store = Store::new();
         store
-            .create(ResourceKind::Namespace, "", json!({ "metadata": { "name": name } }))
+            .create(
+                ResourceKind::Namespace,
+                "",
+                json!({ "metadata": { "name": name } }),
+            )
             .unwrap();
         store
     }
@@ -593,9 +614,13 @@ mod tests {
     #[test]
     fn every_write_takes_the_next_resource_version() {
         let mut store = store_with_namespace("ns");
-        let created = store.create(ResourceKind::Secret, "ns", secret("s", "1")).unwrap();
+        let created = store
+            .create(ResourceKind::Secret, "ns", secret("s", "1"))
+            .unwrap();
         assert_eq!(object::resource_version(&created), "2");
-        let updated = store.update(ResourceKind::Secret, "ns", "s", secret("s", "2")).unwrap();
+        let updated = store
+            .update(ResourceKind::Secret, "ns", "s", secret("s", "2"))
+            .unwrap();
         assert_eq!(object::resource_version(&updated), "3");
         assert_eq!(object::uid(&updated), object::uid(&created));
         store
@@ -607,8 +632,12 @@ mod tests {
     #[test]
     fn an_update_that_changes_nothing_writes_nothing() {
         let mut store = store_with_namespace("ns");
-        store.create(ResourceKind::Secret, "ns", secret("s", "1")).unwrap();
-        let unchanged = store.update(ResourceKind::Secret, "ns", "s", secret("s", "1")).unwrap();
+        store
+            .create(ResourceKind::Secret, "ns", secret("s", "1"))
+            .unwrap();
+        let unchanged = store
+            .update(ResourceKind::Secret, "ns", "s", secret("s", "1"))
+            .unwrap();
         assert_eq!(object::resource_version(&unchanged), "2");
         assert_eq!(store.resource_version(), 2);
     }
@@ -616,18 +645,26 @@ mod tests {
     #[test]
     fn stale_resource_versions_conflict() {
         let mut store = store_with_namespace("ns");
-        store.create(ResourceKind::Secret, "ns", secret("s", "1")).unwrap();
-        store.update(ResourceKind::Secret, "ns", "s", secret("s", "2")).unwrap();
+        store
+            .create(ResourceKind::Secret, "ns", secret("s", "1"))
+            .unwrap();
+        store
+            .update(ResourceKind::Secret, "ns", "s", secret("s", "2"))
+            .unwrap();
         let mut stale = secret("s", "3");
         stale["metadata"]["resourceVersion"] = json!("2");
-        let error = store.update(ResourceKind::Secret, "ns", "s", stale).unwrap_err();
+        let error = store
+            .update(ResourceKind::Secret, "ns", "s", stale)
+            .unwrap_err();
         assert_eq!((error.code, error.reason), (409, "Conflict"));
     }
 
     #[test]
     fn secrets_need_an_existing_namespace() {
         let mut store = Store::new();
-        let error = store.create(ResourceKind::Secret, "nope", secret("s", "1")).unwrap_err();
+        let error = store
+            .create(ResourceKind::Secret, "nope", secret("s", "1"))
+            .unwrap_err();
         assert_eq!(error.message, "namespaces \"nope\" not found");
     }
 
@@ -637,13 +674,18 @@ mod tests {
         let body = json!({ "metadata": { "generateName": "token-" } });
         let created = store.create(ResourceKind::Secret, "ns", body).unwrap();
         let name = object::name(&created);
-        assert!(name.starts_with("token-") && name.len() == "token-".len() + 5, "{name}");
+        assert!(
+            name.starts_with("token-") && name.len() == "token-".len() + 5,
+            "{name}"
+        );
     }
 
     #[test]
     fn deleting_a_namespace_deletes_its_secrets_first() {
         let mut store = store_with_namespace("ns");
-        store.create(ResourceKind::Secret, "ns", secret("s", "1")).unwrap();
+        store
+            .create(ResourceKind::Secret, "ns", secret("s", "1"))
+            .unwrap();
         let subscription = store.subscribe(ResourceKind::Secret, Some(2)).unwrap();
         assert!(subscription.replay.is_empty());
         let mut live = subscription.live;
@@ -651,7 +693,10 @@ mod tests {
             .delete(ResourceKind::Namespace, "", "ns", &Preconditions::default())
             .unwrap();
         let first = live.try_recv().unwrap();
-        assert_eq!((first.kind, first.change_type), (ResourceKind::Secret, ChangeType::Deleted));
+        assert_eq!(
+            (first.kind, first.change_type),
+            (ResourceKind::Secret, ChangeType::Deleted)
+        );
         assert_eq!(object::resource_version(&first.current), "3");
         assert_eq!(live.try_recv().unwrap().kind, ResourceKind::Namespace);
         assert!(store.find(ResourceKind::Secret, "ns", "s").is_none());
@@ -660,10 +705,22 @@ mod tests {
     #[test]
     fn watches_from_before_the_compaction_point_expire() {
         let mut store = store_with_namespace("ns");
-        store.create(ResourceKind::Secret, "ns", secret("s", "1")).unwrap();
-        assert_eq!(store.subscribe(ResourceKind::Secret, Some(1)).unwrap().replay.len(), 1);
+        store
+            .create(ResourceKind::Secret, "ns", secret("s", "1"))
+            .unwrap();
+        assert_eq!(
+            store
+                .subscribe(ResourceKind::Secret, Some(1))
+                .unwrap()
+                .replay
+                .len(),
+            1
+        );
         store.compact();
-        let error = store.subscribe(ResourceKind::Secret, Some(1)).err().unwrap();
+        let error = store
+            .subscribe(ResourceKind::Secret, Some(1))
+            .err()
+            .unwrap();
         assert_eq!((error.code, error.reason), (410, "Expired"));
         assert!(store.subscribe(ResourceKind::Secret, Some(2)).is_ok());
     }
@@ -673,9 +730,19 @@ mod tests {
         let mut store = store_with_namespace("ns");
         let patch = br#"{"metadata":{"labels":{"a":"b"},"$setElementOrder/finalizers":[]}}"#;
         let patched = store
-            .patch(ResourceKind::Namespace, "", "ns", PatchType::StrategicMerge, patch)
+            .patch(
+                ResourceKind::Namespace,
+                "",
+                "ns",
+                PatchType::StrategicMerge,
+                patch,
+            )
             .unwrap();
         assert_eq!(object::label(&patched, "a"), Some("b"));
-        assert!(patched["metadata"].get("$setElementOrder/finalizers").is_none());
+        assert!(
+            patched["metadata"]
+                .get("$setElementOrder/finalizers")
+                .is_none()
+        );
     }
 }

@@ -77,6 +77,8 @@ impl EventStream {
             .filter_map(|change| event_for(&filter, change))
             .collect();
         let bookmarks = settings.bookmark_interval.map(|period| {
+            // tokio intervals must not be zero.
+            let period = period.max(Duration::from_millis(1));
             let mut interval = tokio::time::interval_at(Instant::now() + period, period);
             interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
             interval
