@@ -19,7 +19,7 @@ use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::backends::{BackendError, Backends};
-use crate::injection::{self, InjectionError, MissingValue, Settings, ValueMode};
+use crate::injection::{self, InjectionError, Settings, ValueMode};
 use crate::reference::SecretRef;
 
 /// Why an admission was not allowed as asked.
@@ -35,8 +35,6 @@ pub enum AdmissionError {
     UnknownNamespace(String),
     #[error("the pod in this request cannot be read: {0}")]
     UnreadablePod(String),
-    #[error("internal error, please report it: {0}")]
-    Internal(#[from] MissingValue),
     #[error(
         "the secrets webhook did not finish within {0:?}; this is temporary, retry the request"
     )]
@@ -77,7 +75,6 @@ impl AdmissionError {
             },
             AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
             AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
-            AdmissionError::Internal(_) => (500, "InternalError", "internal"),
             AdmissionError::Timeout(_) => (503, "ServiceUnavailable", "timeout"),
         };
         DenialKind {

@@ -2,10 +2,10 @@
 //! pods from references in their annotations.
 //!
 //! The decision is pure and lives in [`reference`] (parsing), [`scope`] (authorization),
-//! [`legacy`] (placeholders), [`injection`] (plan and patch) and [`expansion`] (kubelet
-//! escaping). I/O lives in [`backends`]. [`admission`] ties one request together and maps every
-//! error to its answer; [`server`], [`tls`], [`admin`], [`config`] and [`telemetry`] are thin
-//! infrastructure around it.
+//! [`legacy`] (placeholders), [`injection`] (plan and patch), [`spark`] (Spark option
+//! encoding) and [`expansion`] (kubelet escaping). I/O lives in [`backends`]. [`admission`] ties one request together and maps every
+//! error to its answer; [`server`], [`tls`], [`admin`], [`config`], [`telemetry`] and [`certs`] are
+//! thin infrastructure around it.
 
 pub mod admin;
 pub mod admission;
