@@ -6,7 +6,7 @@
 //! after stopping it with SIGTERM, greps everything it printed (and its metrics) for them.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,12 +74,23 @@ struct Webhook {
 
 impl Webhook {
     fn start(fake: &FakeApiServer, extra_args: &[&str]) -> Webhook {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = certs::generate(&local_names()).unwrap();
+        certs::write(&bundle, dir.path()).unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        Webhook::spawn(fake, dir, &cert, &key, &bundle.ca_pem, extra_args)
+    }
+
+    fn spawn(
+        fake: &FakeApiServer,
+        dir: tempfile::TempDir,
+        cert: &Path,
+        key: &Path,
+        ca_pem: &str,
+        extra_args: &[&str],
+    ) -> Webhook {
         // reqwest builds on rustls without a default provider; ours is ring, as in the binary.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().unwrap();
-        let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let bundle = certs::generate(&names).unwrap();
-        certs::write(&bundle, dir.path()).unwrap();
         let kubeconfig = fake.write_kubeconfig(dir.path());
         let (port, admin_port) = (free_port(), free_port());
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
@@ -89,9 +100,9 @@ impl Webhook {
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
             .arg("--tls-cert")
-            .arg(dir.path().join("tls.crt"))
+            .arg(cert)
             .arg("--tls-key")
-            .arg(dir.path().join("tls.key"))
+            .arg(key)
             .args(["--log-format", "json"])
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
@@ -105,8 +116,8 @@ impl Webhook {
             child,
             port,
             admin_port,
-            client: tls_client(&bundle.ca_pem, true),
-            http1_client: tls_client(&bundle.ca_pem, false),
+            client: tls_client(ca_pem, true),
+            http1_client: tls_client(ca_pem, false),
             dir,
         }
     }
@@ -180,6 +191,10 @@ impl Drop for Webhook {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+fn local_names() -> Vec<String> {
+    vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
 }
 
 fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
@@ -500,4 +515,77 @@ fn bad_configuration_fails_at_start_naming_the_problem() {
         "2m",
     ]);
     assert!(stderr.contains("--admission-timeout"), "{stderr}");
+}
+
+/// Mounts a certificate pair the way the kubelet updates a Secret volume: the files are links
+/// through `..data`, a symlink to a timestamped directory, swapped atomically by a rename.
+fn kubelet_mount(volume: &Path, generation: u32, cert_pem: &str, key_pem: &str) {
+    let versioned = format!("..2026_11_23_{generation:04}");
+    std::fs::create_dir(volume.join(&versioned)).unwrap();
+    std::fs::write(volume.join(&versioned).join("tls.crt"), cert_pem).unwrap();
+    std::fs::write(volume.join(&versioned).join("tls.key"), key_pem).unwrap();
+    let staged = volume.join("..data_tmp");
+    std::os::unix::fs::symlink(&versioned, &staged).unwrap();
+    std::fs::rename(&staged, volume.join("..data")).unwrap();
+    for file in ["tls.crt", "tls.key"] {
+        let link = volume.join(file);
+        if std::fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(format!("..data/{file}"), &link).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
+    let fake = seeded_api_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("tls");
+    std::fs::create_dir(&volume).unwrap();
+    let first = certs::generate(&local_names()).unwrap();
+    kubelet_mount(&volume, 1, &first.cert_pem, &first.key_pem);
+    let (cert, key) = (volume.join("tls.crt"), volume.join("tls.key"));
+    let mut webhook = Webhook::spawn(&fake, dir, &cert, &key, &first.ca_pem, &[]);
+    webhook.wait_ready().await;
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-1",
+    );
+    assert_eq!(webhook.admit(&driver).await["response"]["allowed"], true);
+
+    // A new pair from another CA: new connections must present it, with no restart.
+    let second = certs::generate(&local_names()).unwrap();
+    kubelet_mount(&volume, 2, &second.cert_pem, &second.key_pem);
+    let url = format!("https://localhost:{}/mutate", webhook.port);
+    let trusts_second = tls_client(&second.ca_pem, true);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while trusts_second.post(&url).json(&driver).send().await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A broken pair (key of another certificate) is rejected; the second pair stays in service.
+    let third = certs::generate(&local_names()).unwrap();
+    kubelet_mount(&volume, 3, &second.cert_pem, &third.key_pem);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !webhook.output().contains("new TLS certificate rejected") {
+        assert!(Instant::now() < deadline, "the broken pair was not noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A fresh client, so the check is a new handshake rather than a pooled connection.
+    let answer: Value = tls_client(&second.ca_pem, true)
+        .post(&url)
+        .json(&driver)
+        .send()
+        .await
+        .expect("the previous certificate is still served")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], true);
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
 }

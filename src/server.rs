@@ -23,6 +23,7 @@ use crate::admission::{Admitter, Answer, Outcome};
 use crate::backends::{Backends, KubernetesStores};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
+use crate::tls::{self, CertificateReloader};
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -90,14 +91,16 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
     );
 }
 
-/// Runs the webhook until `shutdown` resolves; `tls` comes from [`tls::server_config`], loaded
-/// by the caller so that a bad certificate fails before anything else starts.
+/// Runs the webhook until `shutdown` resolves. `certificates` are loaded by the caller so that a
+/// bad certificate fails before anything else starts; they are reloaded while serving.
 pub async fn run(
     config: ServeConfig,
-    tls: Arc<rustls::ServerConfig>,
+    certificates: Arc<CertificateReloader>,
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let tls = tls::server_config(certificates.clone());
+    let reload_certificates = tokio::spawn(certificates.watch());
     let webhook_listener = bind(config.listen)?;
     let admin_listener = bind(config.admin_listen)?;
 
@@ -154,6 +157,7 @@ pub async fn run(
     };
     readiness.abort();
     watches.abort();
+    reload_certificates.abort();
     if let Some((endpoint, result)) = failed {
         return Err(ServerError::Serve {
             endpoint,

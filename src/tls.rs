@@ -1,14 +1,26 @@
-//! TLS for the admission endpoint: a rustls server configuration from PEM files.
+//! TLS for the admission endpoint: a rustls server configuration whose certificate follows the
+//! mounted PEM files.
 //!
 //! The endpoint offers HTTP/2 and HTTP/1.1 through ALPN (the kube-apiserver speaks h2 to
-//! webhooks) and uses the `ring` provider, the same one the Kubernetes client uses.
+//! webhooks) and uses the `ring` provider, the same one the Kubernetes client uses. The kubelet
+//! updates a mounted Secret by swapping a `..data` symlink, so [`CertificateReloader`] re-reads
+//! the files periodically: new connections get a new pair as soon as it loads, and a broken pair
+//! keeps the old one in service and logs an error.
 
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use rustls::ServerConfig;
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// How often the certificate files are checked for a new pair.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 
 /// The certificate or key cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
@@ -25,10 +37,101 @@ pub enum TlsError {
     },
 }
 
-/// Builds the server configuration from a PEM certificate chain and a PEM private key.
-pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|certs| certs.collect::<Result<_, _>>())
+/// The files as last loaded, to notice a change without parsing.
+type FileContents = (Vec<u8>, Vec<u8>);
+
+/// Serves the current certificate pair and reloads it from its files.
+pub struct CertificateReloader {
+    cert_path: PathBuf,
+    key_path: PathBuf,
+    provider: Arc<CryptoProvider>,
+    current: RwLock<(Arc<CertifiedKey>, FileContents)>,
+}
+
+impl fmt::Debug for CertificateReloader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateReloader")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CertificateReloader {
+    /// Loads the pair once; fails when it cannot be used.
+    pub fn load(cert: &Path, key: &Path) -> Result<Arc<Self>, TlsError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let contents = read_files(cert, key)?;
+        let certified = certified_key(cert, key, &contents, &provider)?;
+        Ok(Arc::new(CertificateReloader {
+            cert_path: cert.to_owned(),
+            key_path: key.to_owned(),
+            provider,
+            current: RwLock::new((certified, contents)),
+        }))
+    }
+
+    /// Re-reads the files; a changed, valid pair replaces the current one. Returns whether it
+    /// did; a changed but unusable pair is an error and leaves the current pair in place.
+    pub fn reload(&self) -> Result<bool, TlsError> {
+        let contents = read_files(&self.cert_path, &self.key_path)?;
+        if self.read_current().1 == contents {
+            return Ok(false);
+        }
+        let certified = certified_key(&self.cert_path, &self.key_path, &contents, &self.provider)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = (certified, contents);
+        Ok(true)
+    }
+
+    /// Reloads every [`RELOAD_INTERVAL`] until the task is dropped.
+    pub async fn watch(self: Arc<Self>) {
+        let mut ticks = tokio::time::interval(RELOAD_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match self.reload() {
+                Ok(true) => {
+                    tracing::info!(cert = %self.cert_path.display(), "serving a new TLS certificate")
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::error!(%error, "new TLS certificate rejected; still serving the previous one")
+                }
+            }
+        }
+    }
+
+    fn read_current(&self) -> std::sync::RwLockReadGuard<'_, (Arc<CertifiedKey>, FileContents)> {
+        self.current.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ResolvesServerCert for CertificateReloader {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.read_current().0.clone())
+    }
+}
+
+fn read_files(cert: &Path, key: &Path) -> Result<FileContents, TlsError> {
+    let cert_bytes = std::fs::read(cert).map_err(|error| TlsError::Certificate {
+        path: cert.to_owned(),
+        reason: error.to_string(),
+    })?;
+    let key_bytes = std::fs::read(key).map_err(|error| TlsError::PrivateKey {
+        path: key.to_owned(),
+        reason: error.to_string(),
+    })?;
+    Ok((cert_bytes, key_bytes))
+}
+
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    (cert_pem, key_pem): &FileContents,
+    provider: &CryptoProvider,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
         .map_err(|error| TlsError::Certificate {
             path: cert.to_owned(),
             reason: error.to_string(),
@@ -39,23 +142,81 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsEr
             reason: "no CERTIFICATE block found".into(),
         });
     }
-    let private_key = PrivateKeyDer::from_pem_file(key).map_err(|error| TlsError::PrivateKey {
-        path: key.to_owned(),
-        reason: error.to_string(),
-    })?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .and_then(|builder| {
-            builder
-                .with_no_client_auth()
-                .with_single_cert(chain, private_key)
-        })
+    let private_key =
+        PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::PrivateKey {
+            path: key.to_owned(),
+            reason: error.to_string(),
+        })?;
+    CertifiedKey::from_der(chain, private_key, provider)
+        .map(Arc::new)
         .map_err(|error| TlsError::Mismatch {
             cert: cert.to_owned(),
             key: key.to_owned(),
             reason: error.to_string(),
-        })?;
+        })
+}
+
+/// The server configuration, answering with whatever pair `certificates` holds.
+pub fn server_config(certificates: Arc<CertificateReloader>) -> Arc<ServerConfig> {
+    let provider = certificates.provider.clone();
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the ring provider supports the default protocol versions")
+        .with_no_client_auth()
+        .with_cert_resolver(certificates);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Arc::new(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::certs;
+
+    fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let bundle = certs::generate(&[name.to_owned()]).unwrap();
+        let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+        std::fs::write(&cert, bundle.cert_pem).unwrap();
+        std::fs::write(&key, bundle.key_pem).unwrap();
+        (cert, key)
+    }
+
+    fn served(reloader: &CertificateReloader) -> Vec<u8> {
+        reloader.read_current().0.cert[0].to_vec()
+    }
+
+    #[test]
+    fn unchanged_files_are_not_reloaded_and_changed_ones_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), "one.example");
+        let reloader = CertificateReloader::load(&cert, &key).unwrap();
+        let first = served(&reloader);
+        assert!(!reloader.reload().unwrap());
+        write_pair(dir.path(), "two.example");
+        assert!(reloader.reload().unwrap());
+        assert_ne!(served(&reloader), first);
+    }
+
+    #[test]
+    fn a_broken_new_pair_keeps_the_old_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), "one.example");
+        let reloader = CertificateReloader::load(&cert, &key).unwrap();
+        let first = served(&reloader);
+        // A key that does not match the certificate.
+        let other = certs::generate(&["x".to_owned()]).unwrap();
+        std::fs::write(&key, other.key_pem).unwrap();
+        assert!(matches!(reloader.reload(), Err(TlsError::Mismatch { .. })));
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(reloader.reload().is_err());
+        assert_eq!(served(&reloader), first);
+    }
+
+    #[test]
+    fn unusable_files_fail_at_load_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.pem");
+        let error = CertificateReloader::load(&missing, &missing).unwrap_err();
+        assert!(error.to_string().contains("missing.pem"), "{error}");
+    }
 }
