@@ -10,6 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Pod;
@@ -39,6 +41,10 @@ pub enum AdmissionError {
         "the secrets webhook did not finish within {0:?}; this is temporary, retry the request"
     )]
     Timeout(Duration),
+    #[error(
+        "the secrets webhook is answering {0} admissions already; this is temporary, retry the request"
+    )]
+    Overloaded(usize),
 }
 
 /// The metric label and Status fields of a denial; bounded set.
@@ -76,6 +82,7 @@ impl AdmissionError {
             AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
             AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
             AdmissionError::Timeout(_) => (503, "ServiceUnavailable", "timeout"),
+            AdmissionError::Overloaded(_) => (503, "ServiceUnavailable", "overloaded"),
         };
         DenialKind {
             code,
@@ -131,16 +138,27 @@ pub struct AdmissionLog {
 pub struct Admitter {
     backends: Arc<Backends>,
     settings: Settings,
-    timeout: Duration,
+    limits: Limits,
+    in_flight: Semaphore,
+}
+
+/// Bounds on each admission and on how many run at once.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Past this a decision is abandoned and the pod denied as retriable.
+    pub timeout: Duration,
+    /// Admissions beyond this many at once are denied at once as retriable, rather than queued
+    /// past the API server's patience.
+    pub max_in_flight: usize,
 }
 
 impl Admitter {
-    /// `timeout` bounds each decision; past it the pod is denied as retriable.
-    pub fn new(backends: Arc<Backends>, settings: Settings, timeout: Duration) -> Self {
+    pub fn new(backends: Arc<Backends>, settings: Settings, limits: Limits) -> Self {
         Admitter {
             backends,
             settings,
-            timeout,
+            in_flight: Semaphore::new(limits.max_in_flight),
+            limits,
         }
     }
 
@@ -161,9 +179,18 @@ impl Admitter {
             ..AdmissionLog::default()
         };
         let base = AdmissionResponse::from(&request);
-        let decision = tokio::time::timeout(self.timeout, self.decide(&request, &mut log))
-            .await
-            .unwrap_or_else(|_| Err((AdmissionError::Timeout(self.timeout), Vec::new())));
+        let decision = match self.in_flight.try_acquire() {
+            Ok(_permit) => {
+                let timeout = self.limits.timeout;
+                tokio::time::timeout(timeout, self.decide(&request, &mut log))
+                    .await
+                    .unwrap_or_else(|_| Err((AdmissionError::Timeout(timeout), Vec::new())))
+            }
+            Err(_) => Err((
+                AdmissionError::Overloaded(self.limits.max_in_flight),
+                Vec::new(),
+            )),
+        };
         let (response, outcome) = match decision {
             Ok(None) => (base, Outcome::Allowed),
             Ok(Some(rendered)) => {

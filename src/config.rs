@@ -26,6 +26,8 @@ pub enum ConfigError {
     DomainLabel(String),
     #[error("--listen and --admin-listen must differ, both are {0}")]
     SamePort(SocketAddr),
+    #[error("--max-in-flight must be at least 1")]
+    MaxInFlight,
     #[error("--admission-timeout must be between 1s and 30s (the API server's maximum), got {0:?}")]
     AdmissionTimeout(Duration),
 }
@@ -122,6 +124,9 @@ pub struct ServeArgs {
     /// Longest time one admission may take before it is denied as retriable.
     #[arg(long, env = "IOMETE_SECRETS_ADMISSION_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub admission_timeout: Duration,
+    /// Admissions answered at once; more are denied at once as retriable.
+    #[arg(long, env = "IOMETE_SECRETS_MAX_IN_FLIGHT", default_value_t = 256)]
+    pub max_in_flight: usize,
     /// Log line format.
     #[arg(long, env = "IOMETE_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -137,6 +142,7 @@ pub struct ServeConfig {
     pub stores: StoreSettings,
     pub secrets_v2_enabled: bool,
     pub admission_timeout: Duration,
+    pub max_in_flight: usize,
 }
 
 impl ServeArgs {
@@ -157,6 +163,9 @@ impl ServeArgs {
         if !is_label_key(&self.domain_label) {
             return Err(ConfigError::DomainLabel(self.domain_label.clone()));
         }
+        if self.max_in_flight == 0 {
+            return Err(ConfigError::MaxInFlight);
+        }
         if self.listen == self.admin_listen {
             return Err(ConfigError::SamePort(self.listen));
         }
@@ -176,6 +185,7 @@ impl ServeArgs {
             },
             secrets_v2_enabled: self.secrets_v2_enabled,
             admission_timeout: timeout,
+            max_in_flight: self.max_in_flight,
         })
     }
 }
@@ -260,6 +270,7 @@ mod tests {
     #[case(&["--admission-timeout", "45s"], "--admission-timeout")]
     #[case(&["--listen", "not-an-address"], "--listen")]
     #[case(&["--admission-timeout", "soon"], "--admission-timeout")]
+    #[case(&["--max-in-flight", "0"], "--max-in-flight")]
     fn bad_flags_are_named(#[case] extra: &[&str], #[case] expected: &str) {
         let error = args(extra).unwrap_err();
         assert!(error.contains(expected), "{error}");

@@ -19,7 +19,7 @@ use axum::routing::post;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::admin::{self, AdminState, Metrics};
-use crate::admission::{Admitter, Answer, Outcome};
+use crate::admission::{Admitter, Answer, Limits, Outcome};
 use crate::backends::{Backends, KubernetesStores};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
@@ -128,7 +128,11 @@ pub async fn run(
     let settings = Settings {
         secrets_v2_enabled: config.secrets_v2_enabled,
     };
-    let admitter = Arc::new(Admitter::new(backends, settings, config.admission_timeout));
+    let limits = Limits {
+        timeout: config.admission_timeout,
+        max_in_flight: config.max_in_flight,
+    };
+    let admitter = Arc::new(Admitter::new(backends, settings, limits));
     let webhook_router = router(WebhookState { admitter, metrics });
 
     let handle = axum_server::Handle::new();

@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use iomete_secrets_webhook::admin::Metrics;
-use iomete_secrets_webhook::admission::Admitter;
+use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
 use iomete_secrets_webhook::injection::{DRY_RUN_MARKER, Settings};
@@ -71,6 +71,10 @@ impl Harness {
     }
 
     async fn with_sync(secrets_v2_enabled: bool, synced: bool) -> Self {
+        Self::build(secrets_v2_enabled, synced, 256).await
+    }
+
+    async fn build(secrets_v2_enabled: bool, synced: bool, max_in_flight: usize) -> Self {
         let settings = StoreSettings {
             store_namespace: STORE_NAMESPACE.into(),
             admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
@@ -117,7 +121,10 @@ impl Harness {
         let admitter = Admitter::new(
             backends,
             Settings { secrets_v2_enabled },
-            Duration::from_secs(5),
+            Limits {
+                timeout: Duration::from_secs(5),
+                max_in_flight,
+            },
         );
         let router = server::router(WebhookState {
             admitter: Arc::new(admitter),
@@ -767,4 +774,17 @@ async fn spark_conf_dry_run_puts_the_marker_inside_the_token() {
     );
     assert!(!text.contains("canary"), "{text}");
     assert!(!serde_json::to_string(&pod).unwrap().contains("canary"));
+}
+
+#[tokio::test]
+async fn admissions_beyond_the_concurrency_bound_are_denied_at_once_as_retriable() {
+    // No admission slot at all: every request is over the bound.
+    let harness = Harness::build(true, true, 0).await;
+    let review = review_of(fixture("spark/spark35-driver-pod.json"), "spark-jobs");
+    let (status, answer, text) = harness.review(&review).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(answer["response"]["uid"], review["request"]["uid"]);
+    assert_eq!(answer["response"]["allowed"], false);
+    assert_eq!(answer["response"]["status"]["code"], 503);
+    assert!(text.contains("retry"), "{text}");
 }

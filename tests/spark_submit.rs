@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use iomete_secrets_webhook::admission::{Admitter, Outcome};
+use iomete_secrets_webhook::admission::{Admitter, Limits, Outcome};
 use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
 use iomete_secrets_webhook::expansion::kubelet_expand;
@@ -260,7 +260,10 @@ async fn admitter(store: Vec<(String, String)>) -> Admitter {
         Settings {
             secrets_v2_enabled: true,
         },
-        Duration::from_secs(5),
+        Limits {
+            timeout: Duration::from_secs(5),
+            max_in_flight: 16,
+        },
     )
 }
 
