@@ -198,6 +198,14 @@ fn local_names() -> Vec<String> {
 }
 
 fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
+    tls_client_with_identity(ca_pem, http2, None)
+}
+
+fn tls_client_with_identity(
+    ca_pem: &str,
+    http2: bool,
+    identity: Option<(&str, &str)>,
+) -> reqwest::Client {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -205,11 +213,21 @@ fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
         roots.add(cert.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut config = match identity {
+        None => config.with_no_client_auth(),
+        Some((cert_pem, key_pem)) => {
+            use rustls::pki_types::PrivateKeyDer;
+            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
+            config.with_client_auth_cert(chain, key).unwrap()
+        }
+    };
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec()]
     } else {
@@ -586,6 +604,57 @@ async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
         .await
         .unwrap();
     assert_eq!(answer["response"]["allowed"], true);
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
+    let fake = seeded_api_server().await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = certs::generate(&local_names()).unwrap();
+    certs::write(&bundle, dir.path()).unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("tls.crt"),
+        dir.path().join("tls.key"),
+        dir.path().join("ca.crt"),
+    );
+    let ca_arg = ca.to_str().unwrap().to_owned();
+    let mut webhook = Webhook::spawn(
+        &fake,
+        dir,
+        &cert,
+        &key,
+        &bundle.ca_pem,
+        &["--client-ca", &ca_arg],
+    );
+    webhook.wait_ready().await;
+    let url = format!("https://localhost:{}/mutate", webhook.port);
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-1",
+    );
+
+    let anonymous = webhook.client.post(&url).json(&driver).send().await;
+    assert!(
+        anonymous.is_err(),
+        "a caller without a certificate was served"
+    );
+
+    let (client_cert, client_key) = certs::client_certificate(&bundle, "kube-apiserver").unwrap();
+    let apiserver =
+        tls_client_with_identity(&bundle.ca_pem, true, Some((&client_cert, &client_key)));
+    let answer: Value = apiserver
+        .post(&url)
+        .json(&driver)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
     let (status, output) = webhook.stop();
     assert!(status.success(), "{output}");
 }

@@ -65,13 +65,13 @@ async fn main() -> anyhow::Result<()> {
         unreachable!("parsed as serve");
     };
     let config = args.validate()?;
-    let certificates = tls::CertificateReloader::load(&config.tls_cert, &config.tls_key)?;
+    let server_tls = tls::ServerTls::load(&config.tls_cert, &config.tls_key, None)?;
     let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig_yaml())?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(client_config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let webhook = tokio::spawn(server::run(config, certificates, client, async {
+    let webhook = tokio::spawn(server::run(config, server_tls, client, async {
         let _ = stopped.await;
     }));
     wait_ready(admin_port).await?;

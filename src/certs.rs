@@ -30,6 +30,8 @@ pub enum CertsError {
 /// A CA and a leaf certificate it signed, PEM encoded.
 pub struct CertBundle {
     pub ca_pem: String,
+    /// The CA's private key; kept in memory for [`client_certificate`], never written.
+    pub ca_key_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
 }
@@ -51,15 +53,21 @@ pub fn service_dns_names(service: &str, namespace: &str) -> Vec<String> {
     ]
 }
 
-/// Generates a CA and a serving certificate (CA:FALSE) for `names` (DNS names or IP addresses).
-pub fn generate(names: &[String]) -> Result<CertBundle, CertsError> {
-    let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
+fn ca_params() -> Result<CertificateParams, CertsError> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params
         .distinguished_name
         .push(DnType::CommonName, "iomete-secrets-webhook CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    Ok(params)
+}
+
+/// Generates a CA and a serving certificate (CA:FALSE) for `names` (DNS names or IP addresses).
+pub fn generate(names: &[String]) -> Result<CertBundle, CertsError> {
+    let ca_key = KeyPair::generate()?;
+    let ca_key_pem = ca_key.serialize_pem();
+    let ca = CertifiedIssuer::self_signed(ca_params()?, ca_key)?;
 
     let mut leaf_params = CertificateParams::new(names.to_vec())?;
     leaf_params.distinguished_name.push(
@@ -78,9 +86,26 @@ pub fn generate(names: &[String]) -> Result<CertBundle, CertsError> {
     let leaf = leaf_params.signed_by(&leaf_key, &ca)?;
     Ok(CertBundle {
         ca_pem: ca.pem(),
+        ca_key_pem,
         cert_pem: leaf.pem(),
         key_pem: leaf_key.serialize_pem(),
     })
+}
+
+/// A client certificate (`ClientAuth`) signed by the bundle's CA: `(certificate, key)` in PEM,
+/// for testing `--client-ca`.
+pub fn client_certificate(bundle: &CertBundle, name: &str) -> Result<(String, String), CertsError> {
+    let ca_key = KeyPair::from_pem(&bundle.ca_key_pem)?;
+    // Same subject and key as the CA certificate, so what it signs chains to that certificate.
+    let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
+    let mut params = CertificateParams::new(vec![name.to_owned()])?;
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    let key = KeyPair::generate()?;
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok((cert.pem(), key.serialize_pem()))
 }
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `ca-bundle.b64` into `dir`.

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// PEM private key for --tls-cert.
     #[arg(long, env = "IOMETE_SECRETS_TLS_KEY")]
     pub tls_key: PathBuf,
+    /// PEM CA bundle: when set, callers (the API server) must present a client certificate it
+    /// signed.
+    #[arg(long, env = "IOMETE_SECRETS_CLIENT_CA")]
+    pub client_ca: Option<PathBuf>,
     /// Address of the plain-HTTP admin endpoint (/livez, /readyz, /metrics).
     #[arg(
         long,
@@ -138,6 +142,7 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    pub client_ca: Option<PathBuf>,
     pub admin_listen: SocketAddr,
     pub stores: StoreSettings,
     pub secrets_v2_enabled: bool,
@@ -177,6 +182,7 @@ impl ServeArgs {
             listen: self.listen,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            client_ca: self.client_ca.clone(),
             admin_listen: self.admin_listen,
             stores: StoreSettings {
                 store_namespace: self.store_namespace.clone(),

@@ -12,12 +12,16 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             telemetry::init(args.log_format);
             let config = args.validate().context("invalid configuration")?;
-            let certificates = tls::CertificateReloader::load(&config.tls_cert, &config.tls_key)
-                .context("invalid TLS configuration")?;
+            let tls = tls::ServerTls::load(
+                &config.tls_cert,
+                &config.tls_key,
+                config.client_ca.as_deref(),
+            )
+            .context("invalid TLS configuration")?;
             let client = kube::Client::try_default()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
-            server::run(config, certificates, client, shutdown_signal())
+            server::run(config, tls, client, shutdown_signal())
                 .await
                 .context("webhook stopped")?;
         }

@@ -23,7 +23,7 @@ use crate::admission::{Admitter, Answer, Limits, Outcome};
 use crate::backends::{Backends, KubernetesStores};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
-use crate::tls::{self, CertificateReloader};
+use crate::tls::ServerTls;
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -91,16 +91,15 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
     );
 }
 
-/// Runs the webhook until `shutdown` resolves. `certificates` are loaded by the caller so that a
-/// bad certificate fails before anything else starts; they are reloaded while serving.
+/// Runs the webhook until `shutdown` resolves. `tls` is loaded by the caller so that a bad
+/// certificate fails before anything else starts; the certificate is reloaded while serving.
 pub async fn run(
     config: ServeConfig,
-    certificates: Arc<CertificateReloader>,
+    tls: ServerTls,
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let tls = tls::server_config(certificates.clone());
-    let reload_certificates = tokio::spawn(certificates.watch());
+    let reload_certificates = tokio::spawn(tls.certificates.watch());
     let webhook_listener = bind(config.listen)?;
     let admin_listener = bind(config.admin_listen)?;
 
@@ -141,7 +140,7 @@ pub async fn run(
             addr: config.listen,
             source,
         })?
-        .acceptor(RustlsAcceptor::new(RustlsConfig::from_config(tls)))
+        .acceptor(RustlsAcceptor::new(RustlsConfig::from_config(tls.config)))
         .handle(handle.clone())
         .serve(webhook_router.into_make_service());
     let admin_listener =

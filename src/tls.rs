@@ -29,6 +29,10 @@ pub enum TlsError {
     Certificate { path: PathBuf, reason: String },
     #[error("cannot read the private key in {path}: {reason}")]
     PrivateKey { path: PathBuf, reason: String },
+    #[error("cannot use the client CA in {path}: {reason}")]
+    ClientCa { path: PathBuf, reason: String },
+    #[error("cannot configure TLS: {0}")]
+    Protocol(String),
     #[error("the certificate in {cert} and the key in {key} cannot be used together: {reason}")]
     Mismatch {
         cert: PathBuf,
@@ -156,16 +160,63 @@ fn certified_key(
         })
 }
 
-/// The server configuration, answering with whatever pair `certificates` holds.
-pub fn server_config(certificates: Arc<CertificateReloader>) -> Arc<ServerConfig> {
+/// Everything the admission endpoint's TLS needs: the configuration and the reloader behind it.
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub certificates: Arc<CertificateReloader>,
+}
+
+impl ServerTls {
+    /// Loads the serving pair and the optional client CA; fails naming the unusable file.
+    pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
+        let certificates = CertificateReloader::load(cert, key)?;
+        let config = server_config(certificates.clone(), client_ca)?;
+        Ok(ServerTls {
+            config,
+            certificates,
+        })
+    }
+}
+
+/// The server configuration, answering with whatever pair `certificates` holds. With
+/// `client_ca`, every client (the API server) must present a certificate that CA signed.
+pub fn server_config(
+    certificates: Arc<CertificateReloader>,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let provider = certificates.provider.clone();
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .expect("the ring provider supports the default protocol versions")
-        .with_no_client_auth()
-        .with_cert_resolver(certificates);
+        .map_err(|error| TlsError::Protocol(error.to_string()))?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
+    };
+    let mut config = builder.with_cert_resolver(certificates);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Arc::new(config)
+    Ok(Arc::new(config))
+}
+
+fn client_verifier(
+    path: &Path,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
+    let invalid = |reason: String| TlsError::ClientCa {
+        path: path.to_owned(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| invalid(e.to_string()))?)
+            .map_err(|e| invalid(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(invalid("no CERTIFICATE block found".into()));
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| invalid(e.to_string()))
 }
 
 #[cfg(test)]
