@@ -658,3 +658,65 @@ async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
     let (status, output) = webhook.stop();
     assert!(status.success(), "{output}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_admissions_refuses_new_ones_and_exits_zero() {
+    let fake = seeded_api_server().await;
+    let mut webhook = Webhook::start(&fake, &[]);
+    webhook.wait_ready().await;
+    let driver = review_of(
+        fixture("spark/spark35-driver-pod.json"),
+        "spark-jobs",
+        "u-9",
+    );
+    let body = serde_json::to_vec(&driver).unwrap();
+
+    // An admission in flight: its body arrives in two parts, with SIGTERM in between.
+    let (parts, receiver) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    let (head, tail) = body.split_at(body.len() / 2);
+    parts.unbounded_send(Ok(head.to_vec())).unwrap();
+    let url = format!("https://localhost:{}/mutate", webhook.port);
+    let in_flight = tokio::spawn(
+        webhook
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(reqwest::Body::wrap_stream(receiver))
+            .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Command::new("kill")
+        .args(["-TERM", &webhook.child.id().to_string()])
+        .status()
+        .unwrap();
+
+    // Readiness goes false, and new connections are not served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while webhook.admin_get("/readyz").await.0 != 503 {
+        assert!(Instant::now() < deadline, "readiness never went false");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let fresh = tls_client(&certs_of(&webhook), true);
+    assert!(
+        fresh.post(&url).json(&driver).send().await.is_err(),
+        "a new connection was served during shutdown"
+    );
+
+    // The in-flight admission completes with a real answer, then the process exits 0.
+    parts.unbounded_send(Ok(tail.to_vec())).unwrap();
+    drop(parts);
+    let response = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight admission was answered");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["response"]["uid"], "u-9");
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
+}
+
+/// The CA the webhook's certificate was issued by (written by `Webhook::start`).
+fn certs_of(webhook: &Webhook) -> String {
+    std::fs::read_to_string(webhook.dir.path().join("ca.crt")).unwrap()
+}
