@@ -11,22 +11,20 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use iomete_secrets_webhook::certs;
 use iomete_secrets_webhook::expansion::kubelet_expand;
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{fixture, patched_object};
 
 const STORE_NAMESPACE: &str = "iomete-system";
 const CANARY_DRIVER: &str = "e2e-canary-1f7a$(HOME)$$'\"` \\";
 const CANARY_GLOBAL: &str = "e2e-canary-global-77c3";
 const CANARY_ADMIN: &str = "e2e-canary-admin-0b9e";
 const BINARY: &str = env!("CARGO_BIN_EXE_iomete-secrets-webhook");
-
-fn fixture(path: &str) -> Value {
-    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(full).unwrap()).unwrap()
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -239,11 +237,8 @@ fn tls_client_with_identity(
 }
 
 fn review_of(pod: Value, namespace: &str, uid: &str) -> Value {
-    let mut review = fixture("real/admissionreview-pod-create-kube-rs-gke.json");
+    let mut review = support::review_of(pod, namespace);
     review["request"]["uid"] = json!(uid);
-    review["request"]["namespace"] = json!(namespace);
-    review["request"]["name"] = pod["metadata"]["name"].clone();
-    review["request"]["object"] = pod;
     review
 }
 
@@ -258,17 +253,6 @@ fn with_env_secrets(mut pod: Value, entries: &[(&str, &str, &str)]) -> Value {
         "secrets.iomete.com/env-secrets": Value::Array(list).to_string()
     });
     pod
-}
-
-fn patched(review: &Value, answer: &Value) -> Value {
-    let patch = answer["response"]["patch"].as_str().expect("a patch");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(patch)
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-    let mut object = review["request"]["object"].clone();
-    json_patch::patch(&mut object, &patch).unwrap();
-    object
 }
 
 /// The value the container would see for `name`, after the kubelet's expansion.
@@ -307,7 +291,7 @@ async fn webhook_admits_patches_and_denies_over_tls() {
     let answer = webhook.admit(&driver).await;
     assert_eq!(answer["response"]["uid"], "u-1");
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
-    let pod = patched(&driver, &answer);
+    let pod = patched_object(&driver, &answer);
     assert_eq!(
         container_env(&pod, 0, "AWS_SECRET_ACCESS_KEY").as_deref(),
         Some(CANARY_DRIVER)
@@ -342,7 +326,7 @@ async fn webhook_admits_patches_and_denies_over_tls() {
     );
     let admin_review = review_of(pod, STORE_NAMESPACE, "u-4");
     let answer = webhook.admit(&admin_review).await;
-    let pod = patched(&admin_review, &answer);
+    let pod = patched_object(&admin_review, &answer);
     assert_eq!(
         container_env(&pod, 1, "ROOT").as_deref(),
         Some(CANARY_ADMIN)
@@ -355,7 +339,7 @@ async fn webhook_admits_patches_and_denies_over_tls() {
     ]);
     let legacy = review_of(notebook, "spark-jobs", "u-5");
     let answer = webhook.admit(&legacy).await;
-    let pod = patched(&legacy, &answer);
+    let pod = patched_object(&legacy, &answer);
     assert_eq!(
         container_env(&pod, 0, "SMTP").unwrap(),
         format!("smtp://mailer:{CANARY_GLOBAL}@mail:25")
@@ -373,7 +357,7 @@ async fn webhook_admits_patches_and_denies_over_tls() {
     dry["request"]["dryRun"] = json!(true);
     let answer = webhook.admit(&dry).await;
     assert_eq!(answer["response"]["allowed"], true);
-    let pod = patched(&dry, &answer);
+    let pod = patched_object(&dry, &answer);
     answers.push_str(&answer.to_string());
     answers.push_str(&pod.to_string());
 
@@ -433,7 +417,7 @@ async fn a_store_updated_mid_run_reaches_the_next_pod() {
         "spark-jobs",
         "u-1",
     );
-    let before = patched(&driver, &webhook.admit(&driver).await);
+    let before = patched_object(&driver, &webhook.admit(&driver).await);
     assert_eq!(
         container_env(&before, 0, "AWS_SECRET_ACCESS_KEY").as_deref(),
         Some(CANARY_DRIVER)
@@ -447,7 +431,7 @@ async fn a_store_updated_mid_run_reaches_the_next_pod() {
     );
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let after = patched(&driver, &webhook.admit(&driver).await);
+        let after = patched_object(&driver, &webhook.admit(&driver).await);
         if container_env(&after, 0, "AWS_SECRET_ACCESS_KEY").as_deref() == Some(rotated) {
             break;
         }

@@ -15,34 +15,19 @@ use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettin
 use iomete_secrets_webhook::injection::{DRY_RUN_MARKER, Settings};
 use iomete_secrets_webhook::server::{self, MAX_BODY_BYTES, WebhookState};
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use rstest::rstest;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
+mod support;
+use support::{fixture, namespace, patched_object, review_of};
+
 const STORE_NAMESPACE: &str = "iomete-system";
 /// A value that must never appear anywhere but in an allowed, non-dry-run patch.
 const CANARY: &str = "canary-9f1c$(HOME)'\"$$ \u{e9}";
-
-fn fixture(path: &str) -> Value {
-    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
-
-fn namespace(name: &str, domain: Option<&str>) -> Namespace {
-    let labels = domain.map(|d| [("iomete.com/domain".to_owned(), d.to_owned())].into());
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels,
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
-    }
-}
 
 fn store(name: &str, data: &[(&str, &str)]) -> Secret {
     Secret {
@@ -151,15 +136,6 @@ impl Harness {
     }
 }
 
-/// A v1 AdmissionReview built on the real GKE capture, carrying `pod` in `namespace`.
-fn review_of(pod: Value, namespace: &str) -> Value {
-    let mut review = fixture("real/admissionreview-pod-create-kube-rs-gke.json");
-    review["request"]["namespace"] = json!(namespace);
-    review["request"]["name"] = pod["metadata"]["name"].clone();
-    review["request"]["object"] = pod;
-    review
-}
-
 fn with_annotation(mut pod: Value, key: &str, value: &str) -> Value {
     if !pod["metadata"]["annotations"].is_object() {
         pod["metadata"]["annotations"] = json!({});
@@ -176,19 +152,6 @@ fn env_secrets(entries: &[(&str, &str, &str)]) -> String {
         })
         .collect();
     Value::Array(list).to_string()
-}
-
-/// Applies the answer's patch to the reviewed object, as the API server does.
-fn patched_object(review: &Value, answer: &Value) -> Value {
-    use base64::Engine as _;
-    let patch = answer["response"]["patch"].as_str().expect("a patch");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(patch)
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-    let mut object = review["request"]["object"].clone();
-    json_patch::patch(&mut object, &patch).unwrap();
-    object
 }
 
 fn env_of(pod: &Value, container: &str) -> Vec<(String, Option<String>)> {

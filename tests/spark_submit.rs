@@ -20,17 +20,19 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use iomete_secrets_webhook::admission::{Admitter, Limits, Outcome};
 use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
 use iomete_secrets_webhook::expansion::kubelet_expand;
 use iomete_secrets_webhook::injection::Settings;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
+
+mod support;
+use support::{fixture, namespace, patched_object};
 
 const STORE_NAMESPACE: &str = "iomete-system";
 const NAMESPACE: &str = "spark-jobs";
@@ -142,12 +144,6 @@ fn hostile_values() -> Vec<String> {
     values
 }
 
-fn fixture(path: &str) -> Value {
-    let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{full}: {e}"))
-}
-
 /// A PySpark venv: its `spark-submit` and its Python (which carries the `pyspark` package).
 struct PySpark {
     spark_submit: PathBuf,
@@ -200,18 +196,6 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> ExitStatus {
             panic!("{what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn namespace(name: &str, domain: Option<&str>) -> Namespace {
-    let labels = domain.map(|d| [("iomete.com/domain".to_owned(), d.to_owned())].into());
-    Namespace {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            labels,
-            ..ObjectMeta::default()
-        },
-        ..Namespace::default()
     }
 }
 
@@ -293,25 +277,6 @@ fn driver_pod(corpus: &[String]) -> (Value, Vec<(String, String)>, BTreeMap<Stri
     (pod, store, expected)
 }
 
-fn review_of(pod: Value) -> Value {
-    let mut review = fixture("real/admissionreview-pod-create-kube-rs-gke.json");
-    review["request"]["namespace"] = json!(NAMESPACE);
-    review["request"]["name"] = pod["metadata"]["name"].clone();
-    review["request"]["object"] = pod;
-    review
-}
-
-fn patched_object(review: &Value, answer: &Value) -> Value {
-    let patch = answer["response"]["patch"].as_str().expect("a patch");
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(patch)
-        .unwrap();
-    let patch: json_patch::Patch = serde_json::from_slice(&bytes).unwrap();
-    let mut object = review["request"]["object"].clone();
-    json_patch::patch(&mut object, &patch).unwrap();
-    object
-}
-
 /// The container's environment as the kubelet builds it: in order, each value expanded with the
 /// variables defined before it; the one `valueFrom` of the fixture (the pod IP) resolved.
 fn kubelet_env(container: &Value) -> Vec<(String, String)> {
@@ -350,7 +315,7 @@ async fn spark_submit_reads_every_delivered_value_exactly() {
     let corpus = hostile_values();
     let (pod, store, expected) = driver_pod(&corpus);
     let admitter = admitter(store).await;
-    let review = review_of(pod);
+    let review = support::review_of(pod, NAMESPACE);
     let answer = admitter.review(review.to_string().as_bytes()).await;
     assert_eq!(answer.outcome, Outcome::Patched, "{}", answer.review);
     let pod = patched_object(&review, &answer.review);
