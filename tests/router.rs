@@ -1,7 +1,6 @@
 //! Router tests: real API-server AdmissionReview captures and the exact Spark 3.5 pods, sent
 //! through the webhook's axum router with Kubernetes store caches fed as a watch would feed them.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,39 +10,17 @@ use http_body_util::BodyExt;
 use iomete_secrets_webhook::admin::Metrics;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::backends::Backends;
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
 use iomete_secrets_webhook::injection::{DRY_RUN_MARKER, Settings};
 use iomete_secrets_webhook::server::{self, MAX_BODY_BYTES, WebhookState};
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
 use rstest::rstest;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod support;
-use support::{fixture, namespace, patched_object, review_of};
+use support::{STORE_NAMESPACE, fixture, namespace, patched_object, review_of, store};
 
-const STORE_NAMESPACE: &str = "iomete-system";
 /// A value that must never appear anywhere but in an allowed, non-dry-run patch.
 const CANARY: &str = "canary-9f1c$(HOME)'\"$$ \u{e9}";
-
-fn store(name: &str, data: &[(&str, &str)]) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(STORE_NAMESPACE.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
-        ..Secret::default()
-    }
-}
 
 struct Harness {
     router: axum::Router,
@@ -60,13 +37,7 @@ impl Harness {
     }
 
     async fn build(secrets_v2_enabled: bool, synced: bool, max_in_flight: usize) -> Self {
-        let settings = StoreSettings {
-            store_namespace: STORE_NAMESPACE.into(),
-            admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
-            domain_label: "iomete.com/domain".into(),
-        };
-        let (stores, mut writers) = KubernetesStores::new(settings);
-        let namespaces = [
+        let namespaces = vec![
             namespace("spark-jobs", Some("finance")),
             namespace("colin-coder", Some("finance")),
             namespace("johnsmith-dev", Some("finance")),
@@ -75,7 +46,7 @@ impl Harness {
             namespace("sandbox", None),
             namespace(STORE_NAMESPACE, None),
         ];
-        let secrets = [
+        let secrets = vec![
             store(
                 "iomete-secret-store-finance",
                 &[("s3-secret-key", CANARY), ("db_password", "finance-db")],
@@ -83,25 +54,7 @@ impl Harness {
             store("iomete-secret-store", &[("smtp_password", "global-smtp")]),
             store("iomete-secret-store-admin", &[("root", "admin-root")]),
         ];
-        if synced {
-            writers.namespaces.apply_watcher_event(&Event::Init);
-            for ns in namespaces {
-                writers
-                    .namespaces
-                    .apply_watcher_event(&Event::InitApply(ns));
-            }
-            writers.namespaces.apply_watcher_event(&Event::InitDone);
-            writers.secrets.apply_watcher_event(&Event::Init);
-            for secret in secrets {
-                writers
-                    .secrets
-                    .apply_watcher_event(&Event::InitApply(secret));
-            }
-            writers.secrets.apply_watcher_event(&Event::InitDone);
-            stores.mark_ready_when_synced().await;
-        }
-        // The writers must outlive the test, as the watch task keeps them in production.
-        std::mem::forget(writers);
+        let stores = support::stores(namespaces, secrets, synced).await;
         let backends = Arc::new(Backends { kubernetes: stores });
         let admitter = Admitter::new(
             backends,

@@ -22,19 +22,13 @@ use std::time::{Duration, Instant};
 
 use iomete_secrets_webhook::admission::{Admitter, Limits, Outcome};
 use iomete_secrets_webhook::backends::Backends;
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
 use iomete_secrets_webhook::expansion::kubelet_expand;
 use iomete_secrets_webhook::injection::Settings;
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 mod support;
-use support::{fixture, namespace, patched_object};
+use support::{STORE_NAMESPACE, fixture, hostile_values, namespace, patched_object};
 
-const STORE_NAMESPACE: &str = "iomete-system";
 const NAMESPACE: &str = "spark-jobs";
 const DRIVER: &str = "spark-kubernetes-driver";
 /// The S3 secret key: distinctive, so that finding it in Spark's output means a leak.
@@ -76,73 +70,6 @@ result = {
 print("IOMETE-RESULT " + json.dumps(result))
 spark.stop()
 "#;
-
-/// The same hostile corpus the encoder's unit tests use: everything a naive quoting, a shell,
-/// the kubelet or Spark's launcher could mangle, and that the encoding must carry exactly.
-fn hostile_values() -> Vec<String> {
-    let mut values: Vec<String> = [
-        "",
-        " ",
-        "plain",
-        "with space",
-        "  leading and trailing  ",
-        "\ttab\tseparated\t",
-        "it's",
-        "'",
-        "''",
-        "'\\''",
-        "say \"hi\"",
-        "\"",
-        "mixed '\" quotes \"'",
-        "x' -Dspark.evil=1 '",
-        "x\" -Dspark.evil=1 \"",
-        "x -Dspark.evil=1",
-        "-Xmx1g -XX:OnOutOfMemoryError=reboot",
-        "$",
-        "$$",
-        "$$$",
-        "$(HOME)",
-        "$$(HOME)",
-        "${HOME}",
-        "$HOME",
-        "trailing$",
-        "$(",
-        "`id`",
-        "$(id)",
-        "back\\slash",
-        "\\",
-        "trailing\\",
-        "\\\\",
-        "\\'",
-        "\\\"",
-        "a=b=c",
-        "=",
-        "line one\nline two",
-        "\n",
-        "ends with newline\n",
-        "\u{1}\u{1b}[31mred\u{7f}",
-        "\u{b}\u{c}\u{1c}\u{1f}",
-        "é ü ß ñ € ✓ 中文 Ωμέγα",
-        "\u{a0}no-break\u{2007}\u{202f}",
-        "\u{85}\u{2028}\u{2029}\u{3000}",
-        "\u{fffd}\u{e000}\u{ffff}",
-        ";|&<>(){}[]*?!#~%^",
-        "--conf spark.evil=1",
-        "#not a comment",
-    ]
-    .iter()
-    .map(|value| value.to_string())
-    .collect();
-    let mut four_kib = String::with_capacity(4096);
-    for c in "a'b\"c\\d$e(f)g h\té€ ".chars().cycle() {
-        if four_kib.len() + c.len_utf8() > 4096 {
-            break;
-        }
-        four_kib.push(c);
-    }
-    values.push(four_kib);
-    values
-}
 
 /// A PySpark venv: its `spark-submit` and its Python (which carries the `pyspark` package).
 struct PySpark {
@@ -201,44 +128,16 @@ fn wait_bounded(mut child: Child, limit: Duration, what: &str) -> ExitStatus {
 
 /// The webhook's decision path with its store cache fed as the watch would feed it.
 async fn admitter(store: Vec<(String, String)>) -> Admitter {
-    let settings = StoreSettings {
-        store_namespace: STORE_NAMESPACE.into(),
-        admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
-        domain_label: "iomete.com/domain".into(),
-    };
-    let (stores, mut writers) = KubernetesStores::new(settings);
-    writers.namespaces.apply_watcher_event(&Event::Init);
-    for ns in [
+    let namespaces = vec![
         namespace(NAMESPACE, Some("finance")),
         namespace(STORE_NAMESPACE, None),
-    ] {
-        writers
-            .namespaces
-            .apply_watcher_event(&Event::InitApply(ns));
-    }
-    writers.namespaces.apply_watcher_event(&Event::InitDone);
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some("iomete-secret-store-finance".into()),
-            namespace: Some(STORE_NAMESPACE.into()),
-            ..ObjectMeta::default()
-        },
-        data: Some(
-            store
-                .into_iter()
-                .map(|(key, value)| (key, ByteString(value.into_bytes())))
-                .collect(),
-        ),
-        ..Secret::default()
-    };
-    writers.secrets.apply_watcher_event(&Event::Init);
-    writers
-        .secrets
-        .apply_watcher_event(&Event::InitApply(secret));
-    writers.secrets.apply_watcher_event(&Event::InitDone);
-    stores.mark_ready_when_synced().await;
-    // The writers must outlive the decision, as the watch task keeps them in production.
-    std::mem::forget(writers);
+    ];
+    let data: Vec<(&str, &str)> = store
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let secret = support::store("iomete-secret-store-finance", &data);
+    let stores = support::stores(namespaces, vec![secret], true).await;
     Admitter::new(
         Arc::new(Backends { kubernetes: stores }),
         Settings {

@@ -1,12 +1,20 @@
 //! Helpers shared by the router, Spark and e2e tests: fixtures, AdmissionReviews built on a real
-//! API-server capture, applying an answer's patch as the API server does, and namespaces.
+//! API-server capture, applying an answer's patch as the API server does, and store caches fed
+//! as the webhook's watches feed them.
 
 #![allow(dead_code)] // each test target uses its own subset
 
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Namespace;
+use std::collections::BTreeSet;
+
+use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
+
+include!("hostile_values.rs");
 
 /// A JSON fixture from `tests/fixtures/`.
 pub fn fixture(path: &str) -> Value {
@@ -47,4 +55,59 @@ pub fn namespace(name: &str, domain: Option<&str>) -> Namespace {
         },
         ..Namespace::default()
     }
+}
+
+/// The namespace every test keeps its stores in (also the only admin namespace).
+pub const STORE_NAMESPACE: &str = "iomete-system";
+
+/// A store Secret in the store namespace.
+pub fn store(name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(STORE_NAMESPACE.into()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Secret::default()
+    }
+}
+
+/// Store caches holding `namespaces` and `secrets`, fed as a watch's first listing and marked
+/// ready when `synced`; otherwise left as a webhook that has not synced yet.
+pub async fn stores(
+    namespaces: Vec<Namespace>,
+    secrets: Vec<Secret>,
+    synced: bool,
+) -> KubernetesStores {
+    let settings = StoreSettings {
+        store_namespace: STORE_NAMESPACE.into(),
+        admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
+        domain_label: "iomete.com/domain".into(),
+    };
+    let (stores, mut writers) = KubernetesStores::new(settings);
+    if synced {
+        writers.namespaces.apply_watcher_event(&Event::Init);
+        for namespace in namespaces {
+            writers
+                .namespaces
+                .apply_watcher_event(&Event::InitApply(namespace));
+        }
+        writers.namespaces.apply_watcher_event(&Event::InitDone);
+        writers.secrets.apply_watcher_event(&Event::Init);
+        for secret in secrets {
+            writers
+                .secrets
+                .apply_watcher_event(&Event::InitApply(secret));
+        }
+        writers.secrets.apply_watcher_event(&Event::InitDone);
+        stores.mark_ready_when_synced().await;
+    }
+    // The writers must outlive the test, as the watch task keeps them in production.
+    std::mem::forget(writers);
+    stores
 }
