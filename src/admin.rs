@@ -21,6 +21,7 @@ use prometheus_client::registry::Registry;
 
 use crate::admission::Outcome;
 use crate::backends::kubernetes::StoreSizes;
+use crate::backends::vault::metrics::VaultMetrics;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -42,6 +43,7 @@ pub struct Metrics {
     stores: Gauge,
     store_keys: Gauge,
     namespaces: Gauge,
+    vault: VaultMetrics,
 }
 
 impl Default for Metrics {
@@ -90,7 +92,10 @@ impl Metrics {
             "Namespaces in the scope cache",
             namespaces.clone(),
         );
+        let vault = VaultMetrics::default();
+        vault.register(&mut registry);
         Metrics {
+            vault,
             registry,
             requests,
             denials,
@@ -117,6 +122,11 @@ impl Metrics {
                 .inc();
         }
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Handles the Vault backend records into (clones share the series).
+    pub fn vault(&self) -> VaultMetrics {
+        self.vault.clone()
     }
 
     /// Renders the Prometheus text exposition with the current store sizes.

@@ -6,7 +6,6 @@
 //! renders the patch. Every outcome, including each error, goes through [`AdmissionError`]'s
 //! mapping to a code and reason, so the answers stay consistent.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,12 +16,10 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
 use kube::core::{DynamicObject, Status};
-use secrecy::SecretString;
 use serde_json::Value;
 
 use crate::backends::{BackendError, Backends};
 use crate::injection::{self, InjectionError, Settings, ValueMode};
-use crate::reference::SecretRef;
 
 /// Why an admission was not allowed as asked.
 #[derive(Debug, thiserror::Error)]
@@ -62,8 +59,9 @@ impl AdmissionError {
             AdmissionError::Injection(error) => match error {
                 InjectionError::OutOfScope(_) => (403, "Forbidden", "out_of_scope"),
                 InjectionError::SecretsV2Disabled => (400, "BadRequest", "secrets_v2_disabled"),
-                InjectionError::VaultNotConfigured { .. } => {
-                    (400, "BadRequest", "vault_not_configured")
+                InjectionError::VaultConfigNotFound { .. } => (404, "NotFound", "not_found"),
+                InjectionError::VaultConfigsNotLoaded { .. } => {
+                    (503, "ServiceUnavailable", "unavailable")
                 }
                 InjectionError::SparkConf { .. } => (400, "BadRequest", "spark_conf"),
                 InjectionError::Internal(_) => (500, "InternalError", "internal"),
@@ -72,12 +70,25 @@ impl AdmissionError {
                 | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),
             },
             AdmissionError::Backend(error) => match error {
-                BackendError::StoreNotFound { .. } | BackendError::KeyNotFound { .. } => {
-                    (404, "NotFound", "not_found")
+                BackendError::StoreNotFound { .. }
+                | BackendError::KeyNotFound { .. }
+                | BackendError::VaultConfigGone { .. }
+                | BackendError::VaultSecretNotFound { .. }
+                | BackendError::VaultFieldNotFound { .. } => (404, "NotFound", "not_found"),
+                BackendError::NotText { .. } | BackendError::VaultFieldNotText { .. } => {
+                    (400, "BadRequest", "not_text")
                 }
-                BackendError::NotText { .. } => (400, "BadRequest", "not_text"),
-                BackendError::NotConfigured(_) => (400, "BadRequest", "not_configured"),
-                BackendError::Unavailable(_) => (503, "ServiceUnavailable", "unavailable"),
+                BackendError::VaultKey { .. } => (400, "BadRequest", "malformed"),
+                BackendError::VaultPermissionDenied { .. } => {
+                    (403, "Forbidden", "vault_permission_denied")
+                }
+                BackendError::VaultMisconfigured { .. } => {
+                    (500, "InternalError", "vault_misconfigured")
+                }
+                BackendError::Unavailable(_) | BackendError::VaultUnavailable { .. } => {
+                    (503, "ServiceUnavailable", "unavailable")
+                }
+                BackendError::WrongSource(_) => (500, "InternalError", "internal"),
             },
             AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
             AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
@@ -254,7 +265,7 @@ impl Admitter {
             .namespace_scope(namespace)
             .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))
             .map_err(no_warnings);
-        let plan = injection::plan(&pod, &scope?, &self.settings)
+        let plan = injection::plan(&pod, &scope?, &self.settings, &self.backends.vault)
             .map_err(|error| no_warnings(error.into()))?;
         log.references = plan
             .injected
@@ -264,18 +275,20 @@ impl Admitter {
         if plan.is_noop() {
             return Ok(None);
         }
-        let values: HashMap<SecretRef, SecretString> = self
+        let fetched = self
             .backends
             .fetch_all(&plan.needed_secrets())
             .await
             .map_err(|error| (error.into(), plan.warnings.clone()))?;
+        let values = &fetched.values;
         let mode = if request.dry_run {
             ValueMode::DryRun
         } else {
             ValueMode::Live
         };
-        let rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
+        let mut rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
             .map_err(|error| (error.into(), plan.warnings.clone()))?;
+        rendered.warnings.extend(fetched.warnings);
         Ok(Some(rendered))
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::backends::kubernetes::StoreSettings;
+use crate::backends::vault::VaultSettings;
+use crate::backends::vault::client::Timeouts;
 use crate::reference::is_dns_label;
 
 /// A flag value that cannot work; the message names the flag.
@@ -30,6 +32,15 @@ pub enum ConfigError {
     MaxInFlight,
     #[error("--admission-timeout must be between 1s and 30s (the API server's maximum), got {0:?}")]
     AdmissionTimeout(Duration),
+    #[error(
+        "--vault-timeout must be at least 100ms and at most half of --admission-timeout ({admission:?}: a lookup may log in and then read), got {vault:?}"
+    )]
+    VaultTimeout {
+        vault: Duration,
+        admission: Duration,
+    },
+    #[error("--vault-check-interval must be at least 5s, got {0:?}")]
+    VaultCheckInterval(Duration),
 }
 
 #[derive(Debug, Parser)]
@@ -131,6 +142,21 @@ pub struct ServeArgs {
     /// Admissions answered at once; more are denied at once as retriable.
     #[arg(long, env = "IOMETE_SECRETS_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+    /// How long a value read from Vault is reused (a rotated Vault value reaches new pods after
+    /// at most this long); 0s disables the cache.
+    #[arg(long, env = "IOMETE_SECRETS_VAULT_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub vault_cache_ttl: Duration,
+    /// When set (e.g. 10m), a Vault value read less than this long ago is served, with an
+    /// admission warning, when Vault cannot answer. Off by default.
+    #[arg(long, env = "IOMETE_SECRETS_VAULT_STALE_IF_ERROR", value_parser = humantime::parse_duration)]
+    pub vault_stale_if_error: Option<Duration>,
+    /// Timeout of each request to Vault (connect and answer).
+    #[arg(long, env = "IOMETE_SECRETS_VAULT_TIMEOUT", default_value = "3s", value_parser = humantime::parse_duration)]
+    pub vault_timeout: Duration,
+    /// How often each VaultConfig is tested and its Ready condition refreshed (changes are
+    /// tested at once).
+    #[arg(long, env = "IOMETE_SECRETS_VAULT_CHECK_INTERVAL", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub vault_check_interval: Duration,
     /// Log line format.
     #[arg(long, env = "IOMETE_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -148,6 +174,7 @@ pub struct ServeConfig {
     pub secrets_v2_enabled: bool,
     pub admission_timeout: Duration,
     pub max_in_flight: usize,
+    pub vault: VaultSettings,
 }
 
 impl ServeArgs {
@@ -178,6 +205,16 @@ impl ServeArgs {
         if timeout < Duration::from_secs(1) || timeout > Duration::from_secs(30) {
             return Err(ConfigError::AdmissionTimeout(timeout));
         }
+        let vault_timeout = self.vault_timeout;
+        if vault_timeout < Duration::from_millis(100) || vault_timeout * 2 > timeout {
+            return Err(ConfigError::VaultTimeout {
+                vault: vault_timeout,
+                admission: timeout,
+            });
+        }
+        if self.vault_check_interval < Duration::from_secs(5) {
+            return Err(ConfigError::VaultCheckInterval(self.vault_check_interval));
+        }
         Ok(ServeConfig {
             listen: self.listen,
             tls_cert: self.tls_cert.clone(),
@@ -192,6 +229,16 @@ impl ServeArgs {
             secrets_v2_enabled: self.secrets_v2_enabled,
             admission_timeout: timeout,
             max_in_flight: self.max_in_flight,
+            vault: VaultSettings {
+                store_namespace: self.store_namespace.clone(),
+                cache_ttl: self.vault_cache_ttl,
+                stale_if_error: self.vault_stale_if_error.filter(|window| !window.is_zero()),
+                timeouts: Timeouts {
+                    connect: vault_timeout.min(Duration::from_secs(2)),
+                    request: vault_timeout,
+                },
+                check_interval: self.vault_check_interval,
+            },
         })
     }
 }
@@ -248,6 +295,16 @@ mod tests {
         );
         assert_eq!(config.stores.domain_label, "iomete.com/domain");
         assert!(config.secrets_v2_enabled);
+        assert_eq!(config.vault.cache_ttl, Duration::from_secs(30));
+        assert_eq!(config.vault.stale_if_error, None);
+        assert_eq!(config.vault.timeouts.request, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn vault_cache_can_be_disabled_and_stale_serving_enabled() {
+        let config = args(&["--vault-cache-ttl", "0s", "--vault-stale-if-error", "10m"]).unwrap();
+        assert_eq!(config.vault.cache_ttl, Duration::ZERO);
+        assert_eq!(config.vault.stale_if_error, Some(Duration::from_secs(600)));
     }
 
     #[rstest]
@@ -277,6 +334,10 @@ mod tests {
     #[case(&["--listen", "not-an-address"], "--listen")]
     #[case(&["--admission-timeout", "soon"], "--admission-timeout")]
     #[case(&["--max-in-flight", "0"], "--max-in-flight")]
+    #[case(&["--vault-timeout", "5s"], "--vault-timeout")]
+    #[case(&["--vault-timeout", "10ms"], "--vault-timeout")]
+    #[case(&["--vault-cache-ttl", "forever"], "--vault-cache-ttl")]
+    #[case(&["--vault-check-interval", "1s"], "--vault-check-interval")]
     fn bad_flags_are_named(#[case] extra: &[&str], #[case] expected: &str) {
         let error = args(extra).unwrap_err();
         assert!(error.contains(expected), "{error}");

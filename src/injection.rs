@@ -22,7 +22,7 @@ use crate::reference::{
     self, CONTAINERS_ANNOTATION, EnvSecret, INJECTED_ANNOTATION, KubernetesStore, References,
     SecretRef, Source, SparkConfSecret,
 };
-use crate::scope::{self, NamespaceScope, ScopeError};
+use crate::scope::{self, NamespaceScope, RequiredScope, ScopeError, VaultOwner, VaultOwners};
 use crate::spark::{self, PRINT_LAUNCH_COMMAND, SPARK_SUBMIT_OPTS, SparkConfError};
 
 /// What a dry run writes in place of every secret value.
@@ -59,9 +59,13 @@ pub enum InjectionError {
     )]
     SecretsV2Disabled,
     #[error(
-        "{reference} uses source type VAULT, but no Vault backend is configured in this webhook; use a KUBERNETES source"
+        "{reference} names Vault configuration {config:?}, which does not exist (no VaultConfig {config:?} in the store namespace); check the name or ask an administrator to create it"
     )]
-    VaultNotConfigured { reference: String },
+    VaultConfigNotFound { reference: String, config: String },
+    #[error(
+        "{reference} uses a Vault source, but the webhook has not loaded the Vault configurations yet; this is temporary, retry the request"
+    )]
+    VaultConfigsNotLoaded { reference: String },
     #[error("container {container:?}: {source}")]
     SparkConf {
         container: String,
@@ -211,6 +215,7 @@ pub fn plan(
     pod: &Pod,
     namespace: &NamespaceScope,
     settings: &Settings,
+    vault: &dyn VaultOwners,
 ) -> Result<Plan, InjectionError> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
@@ -228,7 +233,7 @@ pub fn plan(
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
     let mut replaced: HashSet<(ContainerList, usize, usize)> = HashSet::new();
     if v2_pending {
-        authorize_v2(&references, namespace)?;
+        authorize_v2(&references, namespace, vault)?;
         let targets = target_containers(&containers, references.containers.as_deref())?;
         // Executors get the driver's SparkConf when they register, and their entrypoint starts
         // the JVM without spark-submit: their spark-conf references are authorized, not fetched.
@@ -308,7 +313,11 @@ fn target_containers<'p>(
         .collect()
 }
 
-fn authorize_v2(references: &References, namespace: &NamespaceScope) -> Result<(), InjectionError> {
+fn authorize_v2(
+    references: &References,
+    namespace: &NamespaceScope,
+    vault: &dyn VaultOwners,
+) -> Result<(), InjectionError> {
     let entries = references
         .env
         .iter()
@@ -322,11 +331,22 @@ fn authorize_v2(references: &References, namespace: &NamespaceScope) -> Result<(
     for (annotation, target, secret) in entries {
         let describe = || format!("secrets.iomete.com/{annotation} entry {target:?} ({secret})");
         match &secret.source {
-            Source::Vault(_) => {
-                return Err(InjectionError::VaultNotConfigured {
-                    reference: describe(),
-                });
-            }
+            Source::Vault(config) => match vault.owner(config) {
+                VaultOwner::Domain(domain) => {
+                    scope::authorize(namespace, RequiredScope::Domain(domain), describe)?;
+                }
+                VaultOwner::NoSuchConfig => {
+                    return Err(InjectionError::VaultConfigNotFound {
+                        reference: describe(),
+                        config: config.clone(),
+                    });
+                }
+                VaultOwner::NotLoaded => {
+                    return Err(InjectionError::VaultConfigsNotLoaded {
+                        reference: describe(),
+                    });
+                }
+            },
             Source::Kubernetes(store) => {
                 scope::authorize(namespace, scope::required_scope(store), describe)?;
             }
@@ -748,6 +768,11 @@ mod tests {
     use crate::spark::Uncarriable;
 
     const ENV: &str = ENV_SECRETS_ANNOTATION;
+    /// One Vault configuration, owned by domain finance.
+    fn vaults() -> BTreeMap<String, String> {
+        BTreeMap::from([("vault-finance".to_owned(), "finance".to_owned())])
+    }
+
     const V2_ON: Settings = Settings {
         secrets_v2_enabled: true,
     };
@@ -851,7 +876,7 @@ mod tests {
         namespace: &NamespaceScope,
         pairs: &[(SecretRef, &str)],
     ) -> (Plan, Rendered, Value) {
-        let plan = plan(&pod(original), namespace, &V2_ON).expect("a plan");
+        let plan = plan(&pod(original), namespace, &V2_ON, &vaults()).expect("a plan");
         let rendered = render_with(&plan, &values(pairs), ValueMode::Live).expect("rendered");
         let patched = apply(original, &rendered.patch);
         (plan, rendered, patched)
@@ -1201,7 +1226,7 @@ mod tests {
         for (case, original) in reinvocation_pods() {
             let (first, _, patched) = inject(&original, &finance(), &pairs);
             assert!(!first.is_noop(), "{case}");
-            let again = plan(&pod(&patched), &finance(), &V2_ON).expect(case);
+            let again = plan(&pod(&patched), &finance(), &V2_ON, &vaults()).expect(case);
             assert!(again.is_noop(), "{case}: {:?}", again.changes);
             assert!(again.changes.is_empty(), "{case}");
             assert_eq!(again.mark_injected, None, "{case}");
@@ -1222,7 +1247,7 @@ mod tests {
             let (_, _, patched) = inject(&original, &finance(), &[(global("l"), value)]);
             let written = &patched["spec"]["containers"][0]["env"][0]["value"];
             assert_eq!(seen_by_container(written), value);
-            let again = plan(&pod(&patched), &finance(), &V2_ON);
+            let again = plan(&pod(&patched), &finance(), &V2_ON, &vaults());
             assert!(
                 again.as_ref().is_ok_and(Plan::is_noop),
                 "{value:?}: {again:?}"
@@ -1268,7 +1293,7 @@ mod tests {
         );
         let digest = digest_of(&original);
         original["metadata"]["annotations"][INJECTED_ANNOTATION] = json!(digest);
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         assert!(plan.is_noop());
         assert!(plan.needed_secrets().is_empty());
     }
@@ -1363,7 +1388,7 @@ mod tests {
     #[test]
     fn dry_run_writes_the_marker_and_no_value() {
         let original = mixed_pod();
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let rendered = render_with(&plan, &mixed_values(), ValueMode::DryRun).unwrap();
         let serialized = format!(
             "{} {:?} {:?}",
@@ -1395,7 +1420,7 @@ mod tests {
     #[test]
     fn audit_annotations_list_references_and_never_values() {
         let original = mixed_pod();
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let rendered = render_with(&plan, &mixed_values(), ValueMode::Live).unwrap();
         assert_eq!(
             rendered.audit_annotations.keys().collect::<Vec<_>>(),
@@ -1419,7 +1444,7 @@ mod tests {
     #[test]
     fn nothing_injected_means_no_audit_annotation() {
         let original = pod_json(&[], json!([{"name": "main"}]), Value::Null);
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         assert!(plan.is_noop());
         let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
         assert!(rendered.audit_annotations.is_empty());
@@ -1649,7 +1674,7 @@ mod tests {
     ) {
         let annotation = spark_conf();
         let original = spark_pod("driver", &[(SPARK, &annotation)], None);
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let pairs = [(domain("finance", "s3"), value), (global("tag"), "t")];
         let error = render_with(&plan, &values(&pairs), mode).unwrap_err();
         assert_eq!(
@@ -1681,7 +1706,7 @@ mod tests {
         let annotation = env_secrets(&[("spark.a", "finance", "a")]);
         let env = literal.map(|literal| json!([opts(literal)]));
         let original = spark_pod("driver", &[(SPARK, &annotation)], env);
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let value = "$".repeat(dollars);
         let rendered = render_with(
             &plan,
@@ -1712,7 +1737,7 @@ mod tests {
             &[(ENV, &env), (SPARK, &spark)],
             Some(json!([{"name": "SPARK_USER", "value": "spark"}])),
         );
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         assert_eq!(plan.needed_secrets(), vec![domain("finance", "a")]);
         assert!(plan.injected.iter().all(|i| !i.target.contains(" spark ")));
         // Only the env-secret's value is given: fetching a Spark one would fail to render.
@@ -1737,7 +1762,7 @@ mod tests {
     fn executors_with_only_spark_conf_are_just_marked_injected() {
         let spark = spark_conf();
         let original = spark_pod("executor", &[(SPARK, &spark)], None);
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         assert!(plan.changes.is_empty(), "{:?}", plan.changes);
         assert!(plan.needed_secrets().is_empty());
         let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
@@ -1768,7 +1793,7 @@ mod tests {
             &[(SPARK, &annotation)],
             Some(json!([opts("-Xss4m")])),
         );
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let rendered = render_with(&plan, &values(&spark_values()), ValueMode::DryRun).unwrap();
         let patched = apply(&original, &rendered.patch);
         assert_eq!(
@@ -1821,7 +1846,7 @@ mod tests {
         for env in [None, Some(json!([opts("-Xss4m")]))] {
             let original = spark_pod("driver", &[(SPARK, &annotation)], env);
             let (_, _, patched) = inject(&original, &finance(), &spark_values());
-            let again = plan(&pod(&patched), &finance(), &V2_ON).unwrap();
+            let again = plan(&pod(&patched), &finance(), &V2_ON, &vaults()).unwrap();
             assert!(again.is_noop(), "{:?}", again.changes);
         }
     }
@@ -1829,7 +1854,7 @@ mod tests {
     // ---- denials ----
 
     fn denial(original: &Value, namespace: &NamespaceScope, settings: &Settings) -> InjectionError {
-        plan(&pod(original), namespace, settings).expect_err("a denial")
+        plan(&pod(original), namespace, settings, &vaults()).expect_err("a denial")
     }
 
     #[rstest]
@@ -1905,7 +1930,7 @@ mod tests {
             json!([{"name": "main"}]),
             Value::Null,
         );
-        let plan = plan(&pod(&original), &namespace, &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &namespace, &V2_ON, &vaults()).unwrap();
         assert_eq!(plan.injected.len(), 1);
         assert_eq!(plan.injected[0].secret.source.id(), id);
     }
@@ -1926,7 +1951,7 @@ mod tests {
         );
         assert!(matches!(error, InjectionError::OutOfScope(_)));
         // ... but an admin namespace may use it
-        assert!(plan(&pod(&original), &ns("ops", None, true), &V2_ON).is_ok());
+        assert!(plan(&pod(&original), &ns("ops", None, true), &V2_ON, &vaults()).is_ok());
     }
 
     #[rstest]
@@ -1955,7 +1980,7 @@ mod tests {
             json!([{"name": "main", "env": [{"name": "L", "value": "${secrets.l}"}]}]),
             Value::Null,
         );
-        let plan = plan(&pod(&original), &finance(), &V2_OFF).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_OFF, &vaults()).unwrap();
         assert_eq!(plan.mark_injected, None);
         let rendered =
             render_with(&plan, &values(&[(global("l"), "vl")]), ValueMode::Live).unwrap();
@@ -1967,11 +1992,68 @@ mod tests {
         assert_eq!(patched["metadata"], original["metadata"]);
     }
 
-    #[test]
-    fn vault_sources_are_not_configured() {
+    /// A Vault reference is authorized against its configuration's domain, like a domain store;
+    /// an unknown configuration, or configurations not loaded yet, deny without a fetch.
+    #[rstest]
+    #[case::own_domain("vault-finance", Some("finance"), None)]
+    #[case::other_domain(
+        "vault-finance",
+        Some("marketing"),
+        Some("is readable only from a namespace of domain \"finance\"")
+    )]
+    #[case::admin_namespace_is_not_the_domain(
+        "vault-finance",
+        None,
+        Some("is readable only from a namespace of domain \"finance\"")
+    )]
+    #[case::unknown_config(
+        "vault-ghost",
+        Some("finance"),
+        Some("names Vault configuration \"vault-ghost\", which does not exist")
+    )]
+    fn vault_sources_are_scoped_by_their_configuration_domain(
+        #[case] config: &str,
+        #[case] domain: Option<&str>,
+        #[case] denied_with: Option<&str>,
+    ) {
         let annotation = json!([
-            {"key": "A", "secretObject": {"key": "a", "source": {"type": "KUBERNETES", "id": "finance"}}},
-            {"key": "TOKEN", "secretObject": {"key": "token", "source": {"type": "VAULT", "id": "vault-1"}}},
+            {"key": "TOKEN", "secretObject": {"key": "team/db#token", "source": {"type": "VAULT", "id": config}}},
+        ])
+        .to_string();
+        let original = pod_json(
+            &[(ENV, &annotation)],
+            json!([{"name": "main"}]),
+            Value::Null,
+        );
+        let namespace = ns("ns", domain, domain.is_none());
+        match (
+            plan(&pod(&original), &namespace, &V2_ON, &vaults()),
+            denied_with,
+        ) {
+            (Ok(plan), None) => assert_eq!(
+                plan.needed_secrets(),
+                vec![SecretRef {
+                    source: Source::Vault(config.into()),
+                    key: "team/db#token".into()
+                }]
+            ),
+            (Err(error), Some(fragment)) => {
+                assert!(error.to_string().contains(fragment), "{error}")
+            }
+            (outcome, expected) => panic!("{outcome:?}, expected denial {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn vault_references_wait_for_the_configurations_to_load() {
+        struct NotLoaded;
+        impl VaultOwners for NotLoaded {
+            fn owner(&self, _: &str) -> VaultOwner {
+                VaultOwner::NotLoaded
+            }
+        }
+        let annotation = json!([
+            {"key": "TOKEN", "secretObject": {"key": "token", "source": {"type": "VAULT", "id": "vault-finance"}}},
         ])
         .to_string();
         let original = pod_json(
@@ -1980,10 +2062,11 @@ mod tests {
             Value::Null,
         );
         assert_eq!(
-            denial(&original, &finance(), &V2_ON),
-            InjectionError::VaultNotConfigured {
-                reference: "secrets.iomete.com/env-secrets entry \"TOKEN\" (VAULT/vault-1/token)"
-                    .into()
+            plan(&pod(&original), &finance(), &V2_ON, &NotLoaded).unwrap_err(),
+            InjectionError::VaultConfigsNotLoaded {
+                reference:
+                    "secrets.iomete.com/env-secrets entry \"TOKEN\" (VAULT/vault-finance/token)"
+                        .into()
             }
         );
     }
@@ -2107,7 +2190,7 @@ mod tests {
     #[test]
     fn render_without_a_needed_value_is_a_missing_value() {
         let original = mixed_pod();
-        let plan = plan(&pod(&original), &finance(), &V2_ON).unwrap();
+        let plan = plan(&pod(&original), &finance(), &V2_ON, &vaults()).unwrap();
         let only_legacy = values(&[(global("db_user"), "u")]);
         let error = render_with(&plan, &only_legacy, ValueMode::Live).unwrap_err();
         assert_eq!(

@@ -27,6 +27,7 @@ pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
 pub const MAX_ENTRIES: usize = 256;
 const MAX_ENV_NAME_LEN: usize = 256;
 const MAX_SECRET_KEY_LEN: usize = 253;
+const MAX_VAULT_KEY_LEN: usize = 512;
 const MAX_SPARK_PROPERTY_LEN: usize = 256;
 const MAX_DNS_LABEL_LEN: usize = 63;
 
@@ -335,8 +336,11 @@ fn parse_entries(
         };
         validate_target(&entry.key).map_err(invalid)?;
         let RawSecretObject { key, source } = &entry.secret_object;
-        validate_secret_key(key)
-            .map_err(|problem| invalid(format!("secretObject.key: {problem}")))?;
+        let key_check = match source.source_type {
+            SourceType::Kubernetes => validate_secret_key(key),
+            SourceType::Vault => validate_vault_key(key),
+        };
+        key_check.map_err(|problem| invalid(format!("secretObject.key: {problem}")))?;
         if !is_dns_label(&source.id) {
             return Err(invalid(format!(
                 "secretObject.source.id {:?} is not a DNS label (lowercase letters, digits and '-', at most {MAX_DNS_LABEL_LEN} characters)",
@@ -487,6 +491,39 @@ pub fn validate_secret_key(key: &str) -> Result<(), String> {
     }
     if key == "." || key == ".." || key.starts_with("..") {
         return Err(format!("{key:?} is not a valid Secret key"));
+    }
+    Ok(())
+}
+
+/// A Vault key: a secret path below the configuration's prefix (segments of letters, digits,
+/// `-`, `_` and `.`, joined by `/`), optionally followed by `#field`. The charset keeps a key from
+/// leaving the prefix (`..`), adding a query or fragment, or needing URL escaping.
+pub fn validate_vault_key(key: &str) -> Result<(), String> {
+    let valid_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.');
+    if key.is_empty() || key.len() > MAX_VAULT_KEY_LEN {
+        return Err(format!(
+            "a Vault key must be 1 to {MAX_VAULT_KEY_LEN} characters"
+        ));
+    }
+    let (path, field) = match key.split_once('#') {
+        Some((path, field)) => (path, Some(field)),
+        None => (key, None),
+    };
+    let segment_ok = |segment: &str| {
+        !segment.is_empty() && segment != "." && segment != ".." && segment.chars().all(valid_char)
+    };
+    if !path.split('/').all(segment_ok) {
+        return Err(format!(
+            "{key:?} is not a Vault key: expected path segments of letters, digits, '-', '_' and '.' \
+             joined by '/' (no empty, '.' or '..' segment), optionally followed by '#field'"
+        ));
+    }
+    if let Some(field) = field
+        && (field.is_empty() || !field.chars().all(valid_char))
+    {
+        return Err(format!(
+            "{key:?} is not a Vault key: the field after '#' must be letters, digits, '-', '_' and '.'"
+        ));
     }
     Ok(())
 }
@@ -1005,5 +1042,36 @@ mod tests {
             distinct_secrets([&b, &a, &b, &g, &a]),
             vec![a.clone(), b.clone(), g.clone()]
         );
+    }
+}
+
+#[cfg(test)]
+mod vault_key_tests {
+    use super::validate_vault_key;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case::plain("db-password", true)]
+    #[case::nested("team/db/password", true)]
+    #[case::field("db#username", true)]
+    #[case::nested_field("team/db#user.name", true)]
+    #[case::dots_inside("a..b/c.d", true)]
+    #[case::empty("", false)]
+    #[case::parent_segment("../admin/token", false)]
+    #[case::parent_in_middle("team/../admin", false)]
+    #[case::dot_segment("./db", false)]
+    #[case::leading_slash("/db", false)]
+    #[case::trailing_slash("db/", false)]
+    #[case::double_slash("a//b", false)]
+    #[case::empty_field("db#", false)]
+    #[case::two_fields("db#a#b", false)]
+    #[case::query("db?version=1", false)]
+    #[case::percent("db%2F..", false)]
+    #[case::space("db password", false)]
+    #[case::backslash("a\\b", false)]
+    #[case::unicode("pässword", false)]
+    #[case::too_long(&"a".repeat(513), false)]
+    fn vault_keys(#[case] key: &str, #[case] valid: bool) {
+        assert_eq!(validate_vault_key(key).is_ok(), valid, "{key:?}");
     }
 }

@@ -68,8 +68,32 @@ pub struct ScopeError {
     pub namespace: String,
 }
 
-/// The scope a Kubernetes store requires. (A Vault configuration's scope is its domain, which only
-/// the Vault backend knows.)
+/// What the webhook knows of the domain that owns a Vault configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VaultOwner {
+    Domain(String),
+    /// The configurations are loaded and this one is not among them.
+    NoSuchConfig,
+    /// The configurations have not been loaded yet (or cannot be), so nothing can be decided.
+    NotLoaded,
+}
+
+/// Who owns each Vault configuration. The Vault backend answers from its watch cache; tests
+/// answer from a map. A configuration is readable only from its domain's namespaces.
+pub trait VaultOwners {
+    fn owner(&self, config: &str) -> VaultOwner;
+}
+
+/// A loaded directory: configuration name → owning domain.
+impl VaultOwners for std::collections::BTreeMap<String, String> {
+    fn owner(&self, config: &str) -> VaultOwner {
+        self.get(config).map_or(VaultOwner::NoSuchConfig, |domain| {
+            VaultOwner::Domain(domain.clone())
+        })
+    }
+}
+
+/// The scope a Kubernetes store requires. (A Vault configuration requires its owner's domain.)
 pub fn required_scope(store: &KubernetesStore) -> RequiredScope {
     match store {
         KubernetesStore::Domain(domain) => RequiredScope::Domain(domain.clone()),

@@ -20,7 +20,7 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 
 use crate::admin::{self, AdminState, Metrics};
 use crate::admission::{Admitter, Answer, Limits, Outcome};
-use crate::backends::{Backends, KubernetesStores};
+use crate::backends::{Backends, KubernetesStores, VaultBackend};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
 use crate::tls::ServerTls;
@@ -103,7 +103,7 @@ pub async fn run(
     let webhook_listener = bind(config.listen)?;
     let admin_listener = bind(config.admin_listen)?;
 
-    let (stores, drive_watches) = KubernetesStores::watch(client, config.stores.clone());
+    let (stores, drive_watches) = KubernetesStores::watch(client.clone(), config.stores.clone());
     let watches = tokio::spawn(drive_watches);
     let ready = Arc::new(AtomicBool::new(false));
     let readiness = tokio::spawn({
@@ -123,7 +123,17 @@ pub async fn run(
         ready: ready.clone(),
         sizes: Arc::new(move || sizes_source.sizes()),
     };
-    let backends = Arc::new(Backends { kubernetes: stores });
+    let (vault, drive_vault) = VaultBackend::watch(
+        client,
+        config.vault.clone(),
+        stores.clone(),
+        metrics.vault(),
+    );
+    let vault_watch = tokio::spawn(drive_vault);
+    let backends = Arc::new(Backends {
+        kubernetes: stores,
+        vault,
+    });
     let settings = Settings {
         secrets_v2_enabled: config.secrets_v2_enabled,
     };
@@ -160,6 +170,7 @@ pub async fn run(
     };
     readiness.abort();
     watches.abort();
+    vault_watch.abort();
     reload_certificates.abort();
     if let Some((endpoint, result)) = failed {
         return Err(ServerError::Serve {

@@ -9,7 +9,6 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use iomete_secrets_webhook::admin::Metrics;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
-use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::injection::{DRY_RUN_MARKER, Settings};
 use iomete_secrets_webhook::server::{self, MAX_BODY_BYTES, WebhookState};
 use rstest::rstest;
@@ -55,7 +54,11 @@ impl Harness {
             store("iomete-secret-store-admin", &[("root", "admin-root")]),
         ];
         let stores = support::stores(namespaces, secrets, synced).await;
-        let backends = Arc::new(Backends { kubernetes: stores });
+        let backends = Arc::new(support::backends(
+            stores,
+            Vec::new(),
+            support::vault_settings(),
+        ));
         let admitter = Admitter::new(
             backends,
             Settings { secrets_v2_enabled },
@@ -419,7 +422,7 @@ async fn malformed_reference_is_denied_400_naming_the_entry() {
 }
 
 #[tokio::test]
-async fn vault_reference_is_denied_as_not_configured() {
+async fn reference_to_an_unknown_vault_configuration_is_denied_404() {
     let harness = Harness::new(true).await;
     let pod = with_annotation(
         fixture("spark/spark35-driver-pod.json"),
@@ -429,8 +432,9 @@ async fn vault_reference_is_denied_as_not_configured() {
     let (_, answer, _) = harness.review(&review_of(pod, "spark-jobs")).await;
     assert_eq!(answer["response"]["allowed"], false);
     let message = answer["response"]["status"]["message"].as_str().unwrap();
+    assert_eq!(answer["response"]["status"]["code"], 404);
     assert!(
-        message.contains("no Vault backend is configured"),
+        message.contains("names Vault configuration \"vault-prod\", which does not exist"),
         "{message}"
     );
 }

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iomete_secrets_webhook::admission::{Admitter, Limits, Outcome};
-use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::expansion::kubelet_expand;
 use iomete_secrets_webhook::injection::Settings;
 use serde_json::{Value, json};
@@ -139,7 +138,11 @@ async fn admitter(store: Vec<(String, String)>) -> Admitter {
     let secret = support::store("iomete-secret-store-finance", &data);
     let stores = support::stores(namespaces, vec![secret], true).await;
     Admitter::new(
-        Arc::new(Backends { kubernetes: stores }),
+        Arc::new(support::backends(
+            stores,
+            Vec::new(),
+            support::vault_settings(),
+        )),
         Settings {
             secrets_v2_enabled: true,
         },

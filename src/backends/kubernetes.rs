@@ -1,7 +1,7 @@
 //! The Kubernetes backend: secret stores and namespace scopes, served from watch caches.
 //!
-//! Two watches keep local copies: the store Secrets of the store namespace (every other Secret is
-//! dropped on arrival, and stores are stripped of annotations and managed fields, which can hold
+//! Two watches keep local copies: the store Secrets and Vault credentials Secrets of the store
+//! namespace (every other Secret is dropped on arrival, and stores are stripped of annotations and managed fields, which can hold
 //! old values) and all Namespaces (only their labels). The admission path reads these caches and
 //! never calls the API server, so an updated store value reaches the very next pod once its watch
 //! event has arrived.
@@ -18,7 +18,8 @@ use kube::{Api, Client};
 use secrecy::SecretString;
 use tokio::sync::watch;
 
-use super::{BackendError, SecretBackend};
+use super::vault::resource::CREDENTIALS_SECRET_PREFIX;
+use super::{BackendError, FetchedValue, SecretBackend};
 use crate::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
 use crate::scope::NamespaceScope;
 
@@ -145,9 +146,29 @@ impl KubernetesStores {
         })
     }
 
+    /// The Vault credentials Secret named `name` (`iomete-vault-credentials-{domain}`).
+    pub fn vault_credentials(&self, name: &str) -> Option<Arc<Secret>> {
+        if !is_vault_credentials_name(name) {
+            return None;
+        }
+        self.secrets
+            .get(&ObjectRef::new(name).within(&self.settings.store_namespace))
+    }
+
     /// Sizes for the metrics endpoint.
     pub fn sizes(&self) -> StoreSizes {
-        let stores = self.secrets.state();
+        let stores: Vec<_> = self
+            .secrets
+            .state()
+            .into_iter()
+            .filter(|secret| {
+                secret
+                    .metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(KubernetesStore::is_store_secret_name)
+            })
+            .collect();
         StoreSizes {
             stores: stores.len(),
             keys: stores
@@ -158,7 +179,7 @@ impl KubernetesStores {
         }
     }
 
-    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
+    pub fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
         let name = store.secret_name();
         let namespace = &self.settings.store_namespace;
         let secret = self
@@ -185,26 +206,33 @@ impl KubernetesStores {
 }
 
 impl SecretBackend for KubernetesStores {
-    async fn fetch(&self, secret: &SecretRef) -> Result<SecretString, BackendError> {
+    async fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
         match &secret.source {
-            Source::Kubernetes(store) => self.read(store, &secret.key),
-            Source::Vault(_) => Err(BackendError::NotConfigured("VAULT")),
+            Source::Kubernetes(store) => Ok(FetchedValue {
+                value: self.read(store, &secret.key)?,
+                warning: None,
+            }),
+            Source::Vault(_) => Err(BackendError::WrongSource("VAULT")),
         }
     }
 }
 
-/// Whether a watch event concerns a store Secret (or is a listing boundary).
+/// Whether a watch event concerns a store Secret or a Vault credentials Secret (or is a listing
+/// boundary). Pods can reference only the former: no store id maps to a credentials name.
 pub fn is_store_event(event: &watcher::Event<Secret>) -> bool {
     match event {
         watcher::Event::Apply(secret)
         | watcher::Event::InitApply(secret)
-        | watcher::Event::Delete(secret) => secret
-            .metadata
-            .name
-            .as_deref()
-            .is_some_and(KubernetesStore::is_store_secret_name),
+        | watcher::Event::Delete(secret) => secret.metadata.name.as_deref().is_some_and(|name| {
+            KubernetesStore::is_store_secret_name(name) || is_vault_credentials_name(name)
+        }),
         watcher::Event::Init | watcher::Event::InitDone => true,
     }
+}
+
+fn is_vault_credentials_name(name: &str) -> bool {
+    name.strip_prefix(CREDENTIALS_SECRET_PREFIX)
+        .is_some_and(is_dns_label)
 }
 
 fn strip_secret(secret: &mut Secret) {

@@ -111,3 +111,45 @@ pub async fn stores(
     std::mem::forget(writers);
     stores
 }
+
+/// Settings of the Vault backend in tests: the default cache, short timeouts.
+pub fn vault_settings() -> iomete_secrets_webhook::backends::vault::VaultSettings {
+    use iomete_secrets_webhook::backends::vault::client::Timeouts;
+    use std::time::Duration;
+    iomete_secrets_webhook::backends::vault::VaultSettings {
+        store_namespace: STORE_NAMESPACE.into(),
+        cache_ttl: Duration::from_secs(30),
+        stale_if_error: None,
+        timeouts: Timeouts {
+            connect: Duration::from_secs(1),
+            request: Duration::from_secs(2),
+        },
+        check_interval: Duration::from_secs(60),
+    }
+}
+
+/// Backends over `stores` and a loaded Vault configuration cache holding `vault_configs`
+/// (credentials come from `stores`).
+pub fn backends(
+    stores: KubernetesStores,
+    vault_configs: Vec<iomete_secrets_webhook::backends::vault::resource::VaultConfig>,
+    vault_settings: iomete_secrets_webhook::backends::vault::VaultSettings,
+) -> iomete_secrets_webhook::backends::Backends {
+    use iomete_secrets_webhook::backends::vault::VaultBackend;
+    use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
+    let (vault, mut writer) =
+        VaultBackend::new(vault_settings, stores.clone(), VaultMetrics::default());
+    writer.apply_watcher_event(&Event::Init);
+    for config in vault_configs {
+        writer.apply_watcher_event(&Event::InitApply(config));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    // The store is complete, so this resolves at once; blocking keeps the helper usable from
+    // synchronous setup code.
+    futures::executor::block_on(vault.mark_loaded_when_synced());
+    std::mem::forget(writer);
+    iomete_secrets_webhook::backends::Backends {
+        kubernetes: stores,
+        vault,
+    }
+}

@@ -1,0 +1,423 @@
+//! The Vault backend: named, per-domain Vault configurations (the `VaultConfig` resource), their
+//! connections, and a shared value cache.
+//!
+//! Configurations come from a watch of `VaultConfig`s in the store namespace, credentials from
+//! the Secret `iomete-vault-credentials-{domain}` in the Kubernetes stores' cache, so changes to
+//! either reach the next admission without a restart: each lookup compares the configuration's
+//! identity (uid, spec, credential fingerprint) with the connection it holds and rebuilds the
+//! connection when they differ. Scope is decided before any fetch, by [`VaultOwners`]: a
+//! configuration serves only its own domain's namespaces. The webhook only ever reads Vault.
+
+pub mod cache;
+pub mod client;
+pub mod metrics;
+pub mod resource;
+pub mod status;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+use tokio::sync::{Notify, watch};
+
+use self::cache::{CacheKey, LookupSource, ValueCache};
+use self::client::{Credentials, FieldValue, Timeouts, VaultConnection, VaultError};
+use self::metrics::VaultMetrics;
+use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_name};
+use super::kubernetes::KubernetesStores;
+use super::{BackendError, FetchedValue, SecretBackend};
+use crate::reference::{SecretRef, Source};
+use crate::scope::{VaultOwner, VaultOwners};
+
+/// How the Vault backend behaves.
+#[derive(Debug, Clone)]
+pub struct VaultSettings {
+    pub store_namespace: String,
+    /// How long a read value is reused; zero disables the cache.
+    pub cache_ttl: Duration,
+    /// When set, a value read less than this long ago is served when Vault cannot answer.
+    pub stale_if_error: Option<Duration>,
+    pub timeouts: Timeouts,
+    /// How often every configuration is tested and its status refreshed.
+    pub check_interval: Duration,
+}
+
+#[derive(Clone)]
+pub struct VaultBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: VaultSettings,
+    configs: Store<VaultConfig>,
+    loaded: watch::Sender<bool>,
+    changed: Notify,
+    credentials: KubernetesStores,
+    connections: Mutex<HashMap<String, Arc<Connection>>>,
+    epochs: AtomicU64,
+    cache: ValueCache,
+    metrics: VaultMetrics,
+}
+
+/// A configuration's connection, valid while its identity is unchanged.
+struct Connection {
+    identity: Identity,
+    epoch: u64,
+    connection: Result<Arc<VaultConnection>, String>,
+}
+
+/// What a connection was built from; any change means a new connection.
+#[derive(Debug, Clone, PartialEq)]
+struct Identity {
+    uid: Option<String>,
+    spec: resource::VaultConfigSpec,
+    credentials: Option<[u8; 32]>,
+}
+
+impl VaultBackend {
+    /// An empty backend and the writer that feeds its configuration cache (tests feed it
+    /// directly; [`Self::watch`] feeds it from the API server).
+    pub fn new(
+        settings: VaultSettings,
+        credentials: KubernetesStores,
+        metrics: VaultMetrics,
+    ) -> (Self, Writer<VaultConfig>) {
+        let (configs, writer) = reflector::store();
+        let cache = ValueCache::new(settings.cache_ttl, settings.stale_if_error);
+        let backend = VaultBackend {
+            inner: Arc::new(Inner {
+                settings,
+                configs,
+                loaded: watch::Sender::new(false),
+                changed: Notify::new(),
+                credentials,
+                connections: Mutex::new(HashMap::new()),
+                epochs: AtomicU64::new(0),
+                cache,
+                metrics,
+            }),
+        };
+        (backend, writer)
+    }
+
+    /// A backend fed by a watch of `VaultConfig`s; the returned future drives the watch and, when
+    /// `client` may write, the status checks. It runs until the process stops.
+    pub fn watch(
+        client: Client,
+        settings: VaultSettings,
+        credentials: KubernetesStores,
+        metrics: VaultMetrics,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let api: Api<VaultConfig> = Api::namespaced(client.clone(), &settings.store_namespace);
+        let (backend, writer) = Self::new(settings, credentials, metrics);
+        let events = watcher(api.clone(), watcher::Config::default())
+            .default_backoff()
+            .modify(|config: &mut VaultConfig| config.metadata.managed_fields = None);
+        let feeder = backend.clone();
+        let drive = async move {
+            let mark_loaded = feeder.mark_loaded_when_synced();
+            let watch = reflector::reflector(writer, events).for_each(|event| {
+                match event {
+                    Ok(_) => feeder.inner.changed.notify_one(),
+                    Err(error) => tracing::warn!(
+                        watch = "vaultconfigs",
+                        %error,
+                        "watch failed (is the VaultConfig CRD installed?); retrying with backoff"
+                    ),
+                }
+                futures::future::ready(())
+            });
+            let checks = status::run_checks(feeder.clone(), api);
+            futures::future::join3(watch, mark_loaded, checks).await;
+        };
+        (backend, drive)
+    }
+
+    /// Resolves once the configurations have been listed, and marks them loaded.
+    pub async fn mark_loaded_when_synced(&self) {
+        if self.inner.configs.wait_until_ready().await.is_ok() {
+            self.inner.loaded.send_replace(true);
+            self.inner.changed.notify_one();
+        }
+    }
+
+    /// Whether the configurations have been listed at least once.
+    pub fn is_loaded(&self) -> bool {
+        *self.inner.loaded.borrow()
+    }
+
+    /// Wakes the status checks (a configuration or its credentials may have changed).
+    pub fn notify_changed(&self) {
+        self.inner.changed.notify_one();
+    }
+
+    pub fn metrics(&self) -> &VaultMetrics {
+        &self.inner.metrics
+    }
+
+    /// How many configurations are known.
+    pub fn config_count(&self) -> usize {
+        self.inner.configs.len()
+    }
+
+    async fn fetch_from(&self, config_name: &str, key: &str) -> Result<FetchedValue, BackendError> {
+        let config = self
+            .config(config_name)
+            .ok_or_else(|| BackendError::VaultConfigGone {
+                config: config_name.to_owned(),
+            })?;
+        let (connection, epoch) = self.connection(&config)?;
+        let target = connection.target();
+        let location = target.locate(key).map_err(|error| BackendError::VaultKey {
+            config: config_name.to_owned(),
+            problem: error.to_string(),
+        })?;
+        let cache_key = CacheKey {
+            config: config_name.to_owned(),
+            epoch,
+            vault_namespace: target.vault_namespace.clone(),
+            path: location.path.clone(),
+        };
+        let metrics = &self.inner.metrics;
+        let read = async {
+            let started = Instant::now();
+            let fields = connection.read(&location.path).await;
+            metrics.read(config_name, started.elapsed());
+            fields
+        };
+        let lookup = self
+            .inner
+            .cache
+            .get(cache_key, read)
+            .await
+            .map_err(|error| vault_error(config_name, target, &error))?;
+        metrics.lookup(config_name, lookup.source.label());
+        let api_path = target.api_path(&location.path);
+        let value = match lookup.fields.get(&location.field) {
+            Some(FieldValue::Text(value)) => SecretString::from(value.expose_secret()),
+            Some(FieldValue::NotText(kind)) => {
+                return Err(BackendError::VaultFieldNotText {
+                    config: config_name.to_owned(),
+                    path: api_path,
+                    field: location.field,
+                    kind,
+                });
+            }
+            None => {
+                return Err(BackendError::VaultFieldNotFound {
+                    config: config_name.to_owned(),
+                    path: api_path,
+                    field: location.field,
+                });
+            }
+        };
+        let warning = match lookup.source {
+            LookupSource::Stale(age) => Some(format!(
+                "Vault configuration {config_name:?} could not be reached; {api_path} field {:?} was served from a read {}s old (--vault-stale-if-error)",
+                location.field,
+                age.as_secs()
+            )),
+            _ => None,
+        };
+        Ok(FetchedValue { value, warning })
+    }
+
+    fn config(&self, name: &str) -> Option<Arc<VaultConfig>> {
+        self.inner
+            .configs
+            .get(&ObjectRef::new(name).within(&self.inner.settings.store_namespace))
+    }
+
+    /// The connection for `config`, rebuilt when its spec or credentials changed.
+    fn connection(
+        &self,
+        config: &VaultConfig,
+    ) -> Result<(Arc<VaultConnection>, u64), BackendError> {
+        let name = config.metadata.name.clone().unwrap_or_default();
+        let credentials = self.credentials(&name, config);
+        let identity = identity_of(config, &credentials);
+        let mut connections = self
+            .inner
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let current = connections
+            .get(&name)
+            .filter(|connection| connection.identity == identity)
+            .cloned();
+        let entry = match current {
+            Some(entry) => entry,
+            None => {
+                let connection = credentials
+                    .and_then(|credentials| {
+                        let target = VaultTarget::from_spec(&config.spec)
+                            .map_err(|error| error.to_string())?;
+                        VaultConnection::new(
+                            target,
+                            credentials,
+                            self.inner.settings.timeouts,
+                            self.inner.metrics.clone(),
+                            name.clone(),
+                        )
+                        .map_err(|error| error.to_string())
+                    })
+                    .map(Arc::new);
+                let entry = Arc::new(Connection {
+                    identity,
+                    epoch: self.inner.epochs.fetch_add(1, Ordering::Relaxed) + 1,
+                    connection,
+                });
+                connections.insert(name.clone(), entry.clone());
+                entry
+            }
+        };
+        match &entry.connection {
+            Ok(connection) => Ok((connection.clone(), entry.epoch)),
+            Err(problem) => Err(BackendError::VaultMisconfigured {
+                config: name,
+                problem: problem.clone(),
+            }),
+        }
+    }
+
+    /// What a connection for `config` would be built from now.
+    fn identity(&self, name: &str, config: &VaultConfig) -> Identity {
+        identity_of(config, &self.credentials(name, config))
+    }
+
+    /// The credentials `config` names, from the domain's credentials Secret.
+    fn credentials(&self, name: &str, config: &VaultConfig) -> Result<Credentials, String> {
+        let secret_name = credentials_secret_name(&config.spec.domain);
+        let namespace = &self.inner.settings.store_namespace;
+        let secret = self
+            .inner
+            .credentials
+            .vault_credentials(&secret_name)
+            .ok_or_else(|| {
+                format!("its credentials Secret {secret_name:?} does not exist in namespace {namespace:?}")
+            })?;
+        let read = |suffix: &str| -> Result<SecretString, String> {
+            let key = format!("{name}.{suffix}");
+            let bytes = secret
+                .data
+                .as_ref()
+                .and_then(|data| data.get(&key))
+                .ok_or_else(|| {
+                    format!("its credentials Secret {secret_name:?} has no key {key:?}")
+                })?;
+            let text = std::str::from_utf8(&bytes.0)
+                .map_err(|_| format!("key {key:?} of Secret {secret_name:?} is not UTF-8 text"))?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(format!("key {key:?} of Secret {secret_name:?} is empty"));
+            }
+            Ok(SecretString::from(text))
+        };
+        Ok(match config.spec.auth.method {
+            AuthMethod::Token => Credentials::Token(read("token")?),
+            AuthMethod::AppRole => Credentials::AppRole {
+                role_id: read("roleId")?,
+                secret_id: read("secretId")?,
+            },
+        })
+    }
+}
+
+impl SecretBackend for VaultBackend {
+    /// `secret.source` names the VaultConfig, `secret.key` the key under its layout.
+    async fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
+        let Source::Vault(config) = &secret.source else {
+            return Err(BackendError::WrongSource("KUBERNETES"));
+        };
+        let outcome = self.fetch_from(config, &secret.key).await;
+        if let Err(error) = &outcome {
+            self.inner.metrics.error(config, error_class(error));
+        }
+        outcome
+    }
+}
+
+impl VaultOwners for VaultBackend {
+    fn owner(&self, config: &str) -> VaultOwner {
+        if !self.is_loaded() {
+            return VaultOwner::NotLoaded;
+        }
+        match self.config(config) {
+            Some(config) => VaultOwner::Domain(config.spec.domain.clone()),
+            None => VaultOwner::NoSuchConfig,
+        }
+    }
+}
+
+fn identity_of(config: &VaultConfig, credentials: &Result<Credentials, String>) -> Identity {
+    Identity {
+        uid: config.metadata.uid.clone(),
+        spec: config.spec.clone(),
+        credentials: credentials.as_ref().ok().map(fingerprint),
+    }
+}
+
+/// A digest of the credentials, to notice rotation without keeping a second copy.
+fn fingerprint(credentials: &Credentials) -> [u8; 32] {
+    let mut digest = Sha256::new();
+    match credentials {
+        Credentials::Token(token) => {
+            digest.update(b"token\0");
+            digest.update(token.expose_secret().as_bytes());
+        }
+        Credentials::AppRole { role_id, secret_id } => {
+            digest.update(b"approle\0");
+            digest.update(role_id.expose_secret().as_bytes());
+            digest.update(b"\0");
+            digest.update(secret_id.expose_secret().as_bytes());
+        }
+    }
+    digest.finalize().into()
+}
+
+fn vault_error(config: &str, target: &VaultTarget, error: &VaultError) -> BackendError {
+    let config = config.to_owned();
+    match error {
+        VaultError::NotFound(path) => BackendError::VaultSecretNotFound {
+            config,
+            path: path.clone(),
+        },
+        VaultError::PermissionDenied { path, detail } => BackendError::VaultPermissionDenied {
+            config,
+            what: format!("reading {path}{detail}"),
+        },
+        VaultError::LoginRefused(reason) => BackendError::VaultPermissionDenied {
+            config,
+            what: format!("the login ({reason})"),
+        },
+        VaultError::Unavailable(reason) => BackendError::VaultUnavailable {
+            config,
+            host: target.host.clone(),
+            reason: reason.clone(),
+        },
+        VaultError::Misconfigured(problem) => BackendError::VaultMisconfigured {
+            config,
+            problem: problem.clone(),
+        },
+    }
+}
+
+fn error_class(error: &BackendError) -> &'static str {
+    match error {
+        BackendError::VaultSecretNotFound { .. } | BackendError::VaultFieldNotFound { .. } => {
+            "not_found"
+        }
+        BackendError::VaultPermissionDenied { .. } => "permission_denied",
+        BackendError::VaultUnavailable { .. } => "unavailable",
+        BackendError::VaultConfigGone { .. } => "config_gone",
+        _ => "misconfigured",
+    }
+}
