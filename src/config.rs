@@ -56,6 +56,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write a development CA and serving certificate for the webhook Service.
     Certs(CertsArgs),
+    /// Print the VaultConfig CustomResourceDefinition (JSON, which kubectl applies as YAML).
+    Crd,
 }
 
 #[derive(Debug, Clone, clap::Args)]

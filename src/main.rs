@@ -35,6 +35,14 @@ async fn main() -> anyhow::Result<()> {
                 args.out.display()
             );
         }
+        Command::Crd => {
+            use kube::CustomResourceExt;
+            let crd = iomete_secrets_webhook::backends::vault::resource::VaultConfig::crd();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&crd).context("cannot serialize the CRD")?
+            );
+        }
     }
     Ok(())
 }

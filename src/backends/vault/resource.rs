@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
     kind = "VaultConfig",
     namespaced,
     status = "VaultConfigStatus",
-    shortname = "vaultconfig",
+    shortname = "vc",
     printcolumn = r#"{"name":"Domain","type":"string","jsonPath":".spec.domain"}"#,
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
     printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".spec.auth.method"}"#,
