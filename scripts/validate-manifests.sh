@@ -7,17 +7,21 @@
 #    `kubectl kustomize` (in a temporary copy of deploy/; the plain overlay gets throwaway
 #    certificates from the webhook's own `certs` subcommand), plus the feature-flag example of
 #    deploy/README.md.
-# 2. Validates every rendered document against the official Kubernetes OpenAPI schemas, strict
-#    (unknown fields rejected), for the oldest supported Kubernetes version and the newest one
-#    the PyPI package kubernetes-validate bundles. cert-manager's Issuer and Certificate have no
-#    official schema: they are checked structurally instead (known fields, references resolve).
+# 2. Validates every rendered document, and the Secrets of deploy/examples, against the official
+#    Kubernetes OpenAPI schemas, strict (unknown fields rejected), for the oldest supported
+#    Kubernetes version and the newest one the PyPI package kubernetes-validate bundles.
+#    cert-manager's Issuer and Certificate have no official schema: they are checked
+#    structurally instead (known fields, references resolve). The VaultConfig CRD must be what
+#    the binary's `crd` subcommand prints (a stale YAML fails), and the example VaultConfigs are
+#    validated against its schema (with jsonschema), which must also reject broken ones.
 # 3. Evaluates the webhook's matchConditions (CEL, with the PyPI package cel-python) against a
 #    table of pods and against every pod in tests/fixtures, where the result must equal a plain
 #    Python reading of the annotation contract and must never be an evaluation error.
 # 4. Asserts the invariants deploy/README.md promises (failurePolicy Fail with matchConditions,
 #    CREATE only, v1 only, sideEffects None, selectors that spare kube-system, the webhook's
 #    namespace and its own pods, least-privilege RBAC, hardened pods, no `latest` image, ...),
-#    and that the Deployment's args and env are accepted by the real binary's flag parsing.
+#    and that the Deployment's args and env (also with the optional keys of config.env that are
+#    commented out switched on) are accepted by the real binary's flag parsing.
 #
 # Exits non-zero on any failure. The Python tools live in a venv in a cache directory, made once
 # (a stamp written last records the pinned versions; a lock serialises concurrent callers).
@@ -38,6 +42,7 @@ started=$(date +%s%N)
 # Oldest Kubernetes the manifests support: matchConditions are GA (and the preStop `sleep`
 # action is on by default) from 1.30.
 min_kubernetes=1.30
+# jsonschema (for the VaultConfig examples) comes with kubernetes-validate, which validates with it.
 requirements=(kubernetes-validate==1.37.0 cel-python==0.5.0 PyYAML==6.0.3)
 
 say() { printf '%s\n' "$*"; }
@@ -149,6 +154,7 @@ import sys
 from pathlib import Path
 
 import celpy
+import jsonschema
 import kubernetes_validate.utils as kv
 import yaml
 
@@ -176,6 +182,9 @@ def load(name):
 
 RENDERS = {"base": load("base"), "cert-manager": load("cert-manager"), "plain": load("plain")}
 EXAMPLE = load("readme-secrets-v2-off")
+# Applied by hand, not part of any kustomization: read as written.
+EXAMPLE_FILES = {f"deploy/examples/{path.name}": [d for d in yaml.safe_load_all(path.read_text()) if d]
+            for path in sorted((root / "deploy/examples").glob("*.yaml"))}
 
 # ---------------------------------------------------------------- schemas
 print("== schemas (kubernetes-validate, strict)")
@@ -193,17 +202,19 @@ def _cached_schema_contents(filename, version):
 
 kv.schema_contents = _cached_schema_contents
 
-CERT_MANAGER_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate")}
+# No official schema: cert-manager's kinds are checked structurally, VaultConfigs against the CRD.
+CUSTOM_KINDS = {("cert-manager.io/v1", "Issuer"), ("cert-manager.io/v1", "Certificate"),
+                ("secrets.iomete.com/v1", "VaultConfig")}
 seen = set()
-for render, docs in list(RENDERS.items()) + [("readme-secrets-v2-off", EXAMPLE)]:
+for render, docs in list(RENDERS.items()) + [("readme-secrets-v2-off", EXAMPLE)] + list(EXAMPLE_FILES.items()):
     for doc in docs:
         key = json.dumps(doc, sort_keys=True)
         if key in seen:
             continue
         seen.add(key)
         name = f"{doc['kind']}/{doc['metadata']['name']}"
-        if (doc["apiVersion"], doc["kind"]) in CERT_MANAGER_KINDS:
-            continue  # no official schema: the structural checks below
+        if (doc["apiVersion"], doc["kind"]) in CUSTOM_KINDS:
+            continue
         for version in versions:
             try:
                 kv.validate(doc, version, strict=True)
@@ -217,6 +228,10 @@ print(f"   {len(seen)} distinct documents against Kubernetes {' and '.join(versi
 
 
 # ---------------------------------------------------------------- helpers
+# The VaultConfig resource as the webhook's code and its Role name it.
+CRD_GROUP, CRD_PLURAL = "secrets.iomete.com", "vaultconfigs"
+
+
 def one(docs, kind, name=None):
     found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
     return found[0] if len(found) == 1 else None
@@ -301,8 +316,9 @@ known_env.add("RUST_LOG")
 def validate_render(render, docs):
     print(f"== invariants: deploy/{'base' if render == 'base' else 'overlays/' + render}")
     kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
-    expected = {"ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding", "ConfigMap",
-                "Service", "Deployment", "PodDisruptionBudget", "MutatingWebhookConfiguration"}
+    expected = {"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+                "ClusterRoleBinding", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget",
+                "MutatingWebhookConfiguration"}
     if render == "plain":
         expected |= {"Secret"}
     if render == "cert-manager":
@@ -321,7 +337,7 @@ def validate_render(render, docs):
     namespace = service["metadata"]["namespace"]
 
     # Every namespaced object lives in the store namespace.
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}
     for doc in docs:
         if doc["kind"] in cluster_scoped:
             check("namespace" not in doc["metadata"], f"{render}: {doc['kind']} is cluster-scoped")
@@ -336,8 +352,11 @@ def validate_render(render, docs):
                        tuple(sorted(r.get("verbs", []))), tuple(r.get("resourceNames", [])),
                        tuple(r.get("nonResourceURLs", []))) for r in (role or {}).get("rules", []))
 
-    check(rules_of("Role") == [(("",), ("secrets",), ("get", "list", "watch"), (), ())],
-          f"{render}: the Role grants exactly secrets get/list/watch")
+    check(rules_of("Role") == sorted([(("",), ("secrets",), ("get", "list", "watch"), (), ()),
+                                      ((CRD_GROUP,), (CRD_PLURAL,), ("get", "list", "watch"), (), ()),
+                                      ((CRD_GROUP,), (f"{CRD_PLURAL}/status",), ("patch",), (), ())]),
+          f"{render}: the Role grants exactly secrets get/list/watch, vaultconfigs get/list/watch "
+          f"and vaultconfigs/status patch")
     check(rules_of("ClusterRole") == [(("",), ("namespaces",), ("get", "list", "watch"), (), ())],
           f"{render}: the ClusterRole grants exactly namespaces get/list/watch")
     check(len([d for d in docs if d["kind"] in ("Role", "ClusterRole")]) == 2, f"{render}: no other roles")
@@ -528,7 +547,20 @@ def validate_render(render, docs):
     # The real binary accepts the Deployment's args and env.
     if binary:
         run_binary(render, args, env, mount)
+    # ... and the optional settings config.env shows commented out, once switched on.
+    if binary and render == "base":
+        for key, value in commented_out_settings():
+            var = next((v["name"] for v in container.get("env") or []
+                        if ((v.get("valueFrom") or {}).get("configMapKeyRef") or {}).get("key") == key), None)
+            if check(var is not None, f"{render}: the Deployment reads config.env's optional key {key}"):
+                run_binary(f"{render} with {key}={value}", args, {**env, var: value}, mount)
     return env, one(docs, "ConfigMap")
+
+
+def commented_out_settings():
+    """`# key=value` lines of config.env: optional settings, off until uncommented."""
+    lines = (root / "deploy/base/config.env").read_text().splitlines()
+    return [m.groups() for m in (re.fullmatch(r"#\s*([A-Za-z][\w.-]*)=(\S+)", line.strip()) for line in lines) if m]
 
 
 ISSUER_TYPES = {"selfSigned", "ca", "acme", "vault", "venafi"}
@@ -621,6 +653,144 @@ example_config = one(EXAMPLE, "ConfigMap")
 check(example_config and example_config["metadata"]["name"] != config_maps["cert-manager"]["metadata"]["name"],
       "flipping the flag renames the ConfigMap (content hash), so the pods roll")
 check(len(EXAMPLE) == len(RENDERS["cert-manager"]), "the example renders the whole install")
+
+# ---------------------------------------------------------------- the VaultConfig CRD and examples
+print("== VaultConfig CRD (deploy/base/vaultconfig-crd.yaml) and deploy/examples")
+crd_file = yaml.safe_load((root / "deploy/base/vaultconfig-crd.yaml").read_text())
+if binary:
+    printed = subprocess.run([binary, "crd"], capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if check(printed.returncode == 0, f"`iomete-secrets-webhook crd` prints the CRD: {printed.stderr}"):
+        check(crd_file == json.loads(printed.stdout),
+              "deploy/base/vaultconfig-crd.yaml is what `iomete-secrets-webhook crd` prints "
+              "(stale? run: bash scripts/generate-crd.sh)")
+else:
+    print("   note: no webhook binary; the CRD is not compared with the binary's output")
+for render, docs in RENDERS.items():
+    rendered_crd = one(docs, "CustomResourceDefinition") or {}
+    # kustomize adds the install's common labels and nothing else (no namespace: cluster-scoped).
+    unlabelled = {**rendered_crd, "metadata": {k: v for k, v in rendered_crd.get("metadata", {}).items() if k != "labels"}}
+    check(unlabelled == crd_file, f"{render}: the rendered CRD is deploy/base/vaultconfig-crd.yaml plus labels")
+
+crd_spec = crd_file["spec"]
+versions_served = [v for v in crd_spec["versions"] if v.get("served")]
+check(crd_spec["group"] == CRD_GROUP and crd_spec["names"]["plural"] == CRD_PLURAL
+      and crd_spec["names"]["kind"] == "VaultConfig" and crd_spec["scope"] == "Namespaced"
+      and crd_file["metadata"]["name"] == f"{CRD_PLURAL}.{CRD_GROUP}",
+      f"the CRD defines the namespaced VaultConfig as {CRD_PLURAL}.{CRD_GROUP}, which the Role names")
+check([v["name"] for v in versions_served] == ["v1"] and versions_served[0].get("storage")
+      and "status" in (versions_served[0].get("subresources") or {}),
+      "the CRD serves and stores v1 only, with the status subresource the webhook patches")
+vault_v1 = versions_served[0] if versions_served else {}
+columns = [c["name"] for c in vault_v1.get("additionalPrinterColumns") or []]
+check({"Ready", "Reason"} <= set(columns), f"`kubectl get vaultconfigs` shows Ready and Reason (columns: {columns})")
+
+
+def json_schema(node, top=True):
+    """A CRD's OpenAPI v3 schema as JSON Schema (draft 4), as the API server applies it to an
+    object created with kubectl's default strict field validation."""
+    if not isinstance(node, dict):
+        return node
+    schema = {key: json_schema(value, False) if key in ("items", "additionalProperties", "not") else value
+              for key, value in node.items() if key != "nullable"}
+    for key in ("properties", "patternProperties"):
+        if key in node:
+            schema[key] = {name: json_schema(value, False) for name, value in node[key].items()}
+    for key in ("allOf", "anyOf", "oneOf"):
+        if key in node:
+            schema[key] = [json_schema(value, False) for value in node[key]]
+    # OpenAPI's `nullable` has no JSON Schema keyword (jsonschema ignores it, so it would reject
+    # a null the API server accepts): it becomes a "null" type.
+    if node.get("nullable"):
+        schema["type"] = [node["type"], "null"] if "type" in node else ["null"]
+        if "enum" in node:
+            schema["enum"] = node["enum"] + [None]
+    # Strict field validation rejects unknown fields where the API server would otherwise prune.
+    if "properties" in node and "additionalProperties" not in node and not node.get("x-kubernetes-preserve-unknown-fields"):
+        schema["additionalProperties"] = False
+    # The API server checks these itself; the CRD's schema leaves them out.
+    if top:
+        schema["properties"] = {"apiVersion": {"type": "string"}, "kind": {"type": "string"},
+                                "metadata": {"type": "object"}, **schema.get("properties", {})}
+    return schema
+
+
+def schema_errors(validator, doc):
+    return [f"{'.'.join(str(p) for p in e.absolute_path) or '(root)'}: {e.message}" for e in validator.iter_errors(doc)]
+
+
+vault_schema = json_schema(vault_v1.get("schema", {}).get("openAPIV3Schema", {}))
+jsonschema.Draft4Validator.check_schema(vault_schema)
+vault_validator = jsonschema.Draft4Validator(vault_schema)
+store_namespace = one(RENDERS["base"], "Service")["metadata"]["namespace"]
+CREDENTIAL_KEYS = {"Token": {"token"}, "AppRole": {"roleId", "secretId"}}
+vault_examples = []
+for path, docs in EXAMPLE_FILES.items():
+    configs = [d for d in docs if d["kind"] == "VaultConfig"]
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    check(len(configs) == 1 and len(secrets) == 1 and len(docs) == 2, f"{path}: one VaultConfig and its credentials Secret")
+    for config in configs:
+        name, spec = config["metadata"]["name"], config.get("spec") or {}
+        vault_examples.append(config)
+        check(config["apiVersion"] == f"{CRD_GROUP}/v1", f"{path}: apiVersion {CRD_GROUP}/v1")
+        errors = schema_errors(vault_validator, config)
+        check(not errors, f"{path}: VaultConfig/{name} validates against the CRD's schema: {errors}")
+        check(re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", name), f"{path}: {name} is a DNS label (references name it)")
+        check(config["metadata"].get("namespace") == store_namespace, f"{path}: VaultConfig/{name} is in {store_namespace}")
+        secret = secrets.get(f"iomete-vault-credentials-{spec.get('domain')}")
+        if not check(secret is not None, f"{path}: the Secret is iomete-vault-credentials-{spec.get('domain')}"):
+            continue
+        values = {**(secret.get("data") or {}), **(secret.get("stringData") or {})}
+        wanted = {f"{name}.{key}" for key in CREDENTIAL_KEYS.get((spec.get("auth") or {}).get("method"), ())}
+        check(set(values) == wanted, f"{path}: the Secret has exactly the keys {sorted(wanted)} (got {sorted(values)})")
+        check(secret["metadata"].get("namespace") == store_namespace, f"{path}: the Secret is in {store_namespace}")
+        check(set(values.values()) == {"REPLACE_ME"}, f"{path}: the Secret holds placeholders only, never real credentials")
+check({(c.get("spec") or {}).get("auth", {}).get("method") for c in vault_examples} == set(CREDENTIAL_KEYS),
+      f"deploy/examples has a VaultConfig for each auth method {sorted(CREDENTIAL_KEYS)}")
+
+# The schema must reject what the API server rejects, or the checks above prove nothing. The
+# variants start from the AppRole example, the one with the most fields.
+sample = next((c for c in vault_examples if (c.get("spec") or {}).get("auth", {}).get("method") == "AppRole"), None)
+if sample is None:
+    sys.exit("validate-manifests: deploy/examples has no AppRole VaultConfig to derive the schema's test cases from")
+
+
+def variant(change):
+    """The sample with `change` applied to a copy of its spec."""
+    doc = json.loads(json.dumps(sample))
+    change(doc["spec"])
+    return doc
+
+
+def without_optional_fields(spec):
+    for holder, key in ((spec, "layout"), (spec, "vaultNamespace"), (spec, "caBundle"), (spec["auth"], "mount")):
+        holder.pop(key, None)
+
+
+def optional_fields_null(spec):
+    spec.update(vaultNamespace=None, caBundle=None)
+    spec["auth"]["mount"] = None
+
+
+MUST_FAIL = [
+    ("layout Foo", variant(lambda s: s.update(layout="Foo"))),
+    ("no auth", variant(lambda s: s.pop("auth"))),
+    ("auth.method Kerberos", variant(lambda s: s["auth"].update(method="Kerberos"))),
+    ("no domain", variant(lambda s: s.pop("domain"))),
+    ("a misspelt field (vaultNamspace)", variant(lambda s: s.update(vaultNamspace="team-a"))),
+    ("host a number", variant(lambda s: s.update(host=8200))),
+    ("no spec", {k: v for k, v in sample.items() if k != "spec"}),
+]
+MUST_PASS = [
+    ("the optional fields left out", variant(without_optional_fields)),
+    ("the optional fields null (nullable: true)", variant(optional_fields_null)),
+]
+for label, doc in MUST_FAIL:
+    check(schema_errors(vault_validator, doc), f"the CRD's schema rejects a VaultConfig with {label}")
+for label, doc in MUST_PASS:
+    errors = schema_errors(vault_validator, doc)
+    check(not errors, f"the CRD's schema accepts a VaultConfig with {label}: {errors}")
+print(f"   {len(vault_examples)} example VaultConfigs, {len(MUST_FAIL)} broken and {len(MUST_PASS)} valid variants "
+      f"against the CRD's schema")
 
 # ---------------------------------------------------------------- CEL matchConditions
 print("== matchConditions (CEL, cel-python)")
@@ -783,4 +953,4 @@ elapsed=$((($(date +%s%N) - started) / 1000000))
 if ((status != 0)); then
     die "see above (${elapsed} ms)"
 fi
-say "validate-manifests: OK: deploy/base, overlays/cert-manager, overlays/plain (${elapsed} ms)"
+say "validate-manifests: OK: deploy/base, overlays/cert-manager, overlays/plain, examples (${elapsed} ms)"

@@ -1,8 +1,10 @@
 //! The Kubernetes manifests under `deploy/` render and hold their promises: runs
 //! `scripts/validate-manifests.sh` (kustomize rendering of the base and both overlays, the
-//! official Kubernetes schemas, cert-manager objects checked structurally, the webhook's CEL
-//! matchConditions evaluated against sample and fixture pods, the deployment invariants, and
-//! this build's binary accepting the Deployment's args and env).
+//! official Kubernetes schemas, cert-manager objects checked structurally, the VaultConfig CRD
+//! equal to what this build's `crd` subcommand prints and the examples in `deploy/examples`
+//! valid against it, the webhook's CEL matchConditions evaluated against sample and fixture
+//! pods, the deployment invariants, and this build's binary accepting the Deployment's args and
+//! env).
 //!
 //! Like the kubectl tests of `tests/kube-fake`, it prints a note and passes when kubectl is not
 //! on PATH. The first run installs the script's Python tools into a cached venv (PyPI).

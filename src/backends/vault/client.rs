@@ -5,7 +5,8 @@
 //! configuration's `caBundle`, no redirects (a redirect could carry the token to another host),
 //! connect and request timeouts inside the admission budget. With AppRole the connection logs in
 //! once, reuses the token, renews it after two thirds of its lease (logging in again when renewal
-//! is refused or no longer extends it) and logs in again once when a read is refused with 403.
+//! is refused or no longer extends it) and, when a read is refused with 403 and the token no
+//! longer looks itself up, logs in again once and retries.
 //! Logins are single-flight: concurrent callers wait for one login. A Token credential is used as
 //! given. Tokens live in [`SecretString`]s; vaultrs keeps its own copy inside the client, which is
 //! never formatted.
@@ -159,15 +160,24 @@ impl VaultConnection {
     pub async fn read(&self, path: &str) -> Result<Fields, VaultError> {
         let (client, serial) = self.client().await?;
         match self.read_with(&client, path).await {
-            Err(VaultError::PermissionDenied { .. })
+            Err(denied @ VaultError::PermissionDenied { .. })
                 if self.target.auth_method == AuthMethod::AppRole =>
             {
-                // The token may have been revoked or expired early: one fresh login, one retry.
+                // A 403 means a revoked or expired token, or a policy that does not cover the
+                // path. Only the first is cured by a login, and logging in on every forbidden
+                // path would let any pod make the webhook hammer Vault with logins.
+                if self.token_is_valid(&client).await {
+                    return Err(denied);
+                }
                 let client = self.login_again(serial).await?;
                 self.read_with(&client, path).await
             }
             outcome => outcome,
         }
+    }
+
+    async fn token_is_valid(&self, client: &VaultClient) -> bool {
+        vaultrs::token::lookup_self(client).await.is_ok()
     }
 
     /// Logs in (or checks the token) and returns the token's remaining lifetime.

@@ -230,7 +230,8 @@ impl VaultBackend {
         Ok(FetchedValue { value, warning })
     }
 
-    fn config(&self, name: &str) -> Option<Arc<VaultConfig>> {
+    /// The VaultConfig named `name`, as the cache holds it.
+    pub fn config(&self, name: &str) -> Option<Arc<VaultConfig>> {
         self.inner
             .configs
             .get(&ObjectRef::new(name).within(&self.inner.settings.store_namespace))

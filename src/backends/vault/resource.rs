@@ -21,22 +21,28 @@ use serde::{Deserialize, Serialize};
     kind = "VaultConfig",
     namespaced,
     status = "VaultConfigStatus",
-    shortname = "vc",
+    doc = "A named connection to a customer's HashiCorp Vault (KV v2, read-only), usable by the pods of one domain. Credentials live in the Secret iomete-vault-credentials-{domain} of the same namespace.",
     printcolumn = r#"{"name":"Domain","type":"string","jsonPath":".spec.domain"}"#,
     printcolumn = r#"{"name":"Host","type":"string","jsonPath":".spec.host"}"#,
     printcolumn = r#"{"name":"Auth","type":"string","jsonPath":".spec.auth.method"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Message","type":"string","priority":1,"jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#
 )]
 #[serde(rename_all = "camelCase")]
 pub struct VaultConfigSpec {
     /// The only domain whose pods may use this configuration.
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"))]
     pub domain: String,
     /// The Vault address, e.g. `https://vault.example.com:8200`.
+    #[schemars(regex(pattern = r"^https?://[^/?#@\s]+/?$"))]
     pub host: String,
     /// The KV v2 API path: the mount before `/data/`, the secret prefix after it, e.g.
     /// `/v1/secret/data/production`.
+    #[schemars(regex(
+        pattern = r"^/v1/[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*/data(/[A-Za-z0-9_.-]+)*/?$"
+    ))]
     pub path: String,
     /// The Vault Enterprise (or OpenBao) namespace, sent as `X-Vault-Namespace`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +71,8 @@ pub enum Layout {
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct VaultAuth {
+    /// Token: key {config}.token of the credentials Secret, used as given. AppRole: keys
+    /// {config}.roleId and {config}.secretId; the webhook logs in and renews the token.
     pub method: AuthMethod,
     /// The AppRole auth mount path (default `approle`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
