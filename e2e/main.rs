@@ -704,3 +704,162 @@ async fn sigterm_drains_in_flight_admissions_refuses_new_ones_and_exits_zero() {
 fn certs_of(webhook: &Webhook) -> String {
     std::fs::read_to_string(webhook.dir.path().join("ca.crt")).unwrap()
 }
+
+/// The binary with a real OpenBao behind VaultConfigs: values and credentials reach only the
+/// patch, never the logs (at debug level), the metrics, denials, warnings or statuses, and a
+/// Vault outage costs only the Vault pods.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_values_and_credentials_stay_out_of_every_output() {
+    use support::openbao::OpenBao;
+    const VAULT_CANARY: &str = "e2e-canary-vault-$(HOME)-9c4d";
+    let mut bao = OpenBao::start().await;
+    let admin = bao.admin();
+    admin
+        .kv_put("secret", "production/db", json!({"value": VAULT_CANARY}))
+        .await;
+    admin
+        .kv_put("secret", "restricted/root", json!({"value": VAULT_CANARY}))
+        .await;
+    admin
+        .write_policy(
+            "webhook-read",
+            r#"path "secret/data/*" { capabilities = ["read"] }
+path "secret/data/restricted/*" { capabilities = ["deny"] }"#,
+        )
+        .await;
+    admin.enable_approle("approle").await;
+    let (role_id, secret_id) = admin
+        .approle_role("approle", "webhook", &["webhook-read"], "1h", "4h")
+        .await;
+    let token = admin.create_token(&["webhook-read"], "1h").await;
+
+    let fake = seeded_api_server().await;
+    fake.apply_secret(
+        STORE_NAMESPACE,
+        "iomete-vault-credentials-finance",
+        &[
+            ("prod.roleId", role_id.as_bytes()),
+            ("prod.secretId", secret_id.as_bytes()),
+            ("by-token.token", token.as_bytes()),
+            ("broken.roleId", role_id.as_bytes()),
+            ("broken.secretId", b"e2e-canary-wrong-secret-id"),
+        ],
+    );
+    for (name, method) in [
+        ("prod", "AppRole"),
+        ("by-token", "Token"),
+        ("broken", "AppRole"),
+    ] {
+        fake.apply_vault_config(
+            STORE_NAMESPACE,
+            name,
+            json!({"domain": "finance", "host": bao.address(),
+                   "path": "/v1/secret/data", "auth": {"method": method}}),
+        );
+    }
+    let mut webhook = Webhook::start(&fake, &["--vault-cache-ttl", "0s"]);
+    webhook.wait_ready().await;
+
+    let vault_pod = |key: &str, config: &str| {
+        let mut pod = fixture("spark/spark35-driver-pod.json");
+        pod["metadata"]["annotations"] = json!({
+            "secrets.iomete.com/env-secrets": json!([
+                {"key": "DB_PASSWORD", "secretObject": {"key": key, "source": {"type": "VAULT", "id": config}}}
+            ]).to_string()
+        });
+        pod
+    };
+    let mut answers = String::new();
+    for config in ["prod", "by-token"] {
+        let review = review_of(vault_pod("production/db", config), "spark-jobs", config);
+        let answer = webhook.admit(&review).await;
+        let pod = patched_object(&review, &answer);
+        assert_eq!(
+            container_env(&pod, 0, "DB_PASSWORD").as_deref(),
+            Some(VAULT_CANARY),
+            "{answer}"
+        );
+    }
+    let denials = [
+        (vault_pod("restricted/root", "prod"), "spark-jobs", 403),
+        (vault_pod("production/db#nope", "prod"), "spark-jobs", 404),
+        (vault_pod("production/db", "prod"), "marketing-jobs", 403),
+        (vault_pod("production/db", "broken"), "spark-jobs", 403),
+    ];
+    for (pod, namespace, code) in denials {
+        let answer = webhook.admit(&review_of(pod, namespace, "denied")).await;
+        assert_eq!(answer["response"]["status"]["code"], code, "{answer}");
+        answers.push_str(&answer.to_string());
+    }
+    let mut dry_run = review_of(vault_pod("production/db", "prod"), "spark-jobs", "dry");
+    dry_run["request"]["dryRun"] = json!(true);
+    answers.push_str(&webhook.admit(&dry_run).await.to_string());
+
+    // Statuses are written by the binary: the broken one says why, with no credential in it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let reason = |name: &str| {
+        fake.vault_config(STORE_NAMESPACE, name)
+            .map(|config| config["status"]["conditions"][0]["reason"].clone())
+    };
+    while reason("prod") != Some(json!("Connected"))
+        || reason("broken") != Some(json!("LoginFailed"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "statuses: {:?} {:?}",
+            reason("prod"),
+            reason("broken")
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let statuses: String = ["prod", "by-token", "broken"]
+        .iter()
+        .map(|name| {
+            fake.vault_config(STORE_NAMESPACE, name)
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+
+    // Vault down: Vault pods 503 at once, Kubernetes-only pods unaffected.
+    bao.stop();
+    let answer = webhook
+        .admit(&review_of(
+            vault_pod("production/db", "prod"),
+            "spark-jobs",
+            "down",
+        ))
+        .await;
+    assert_eq!(answer["response"]["status"]["code"], 503, "{answer}");
+    answers.push_str(&answer.to_string());
+    let k8s_only = with_env_secrets(
+        fixture("spark/spark35-driver-pod.json"),
+        &[("S3", "s3-secret-key", "finance")],
+    );
+    let answer = webhook
+        .admit(&review_of(k8s_only, "spark-jobs", "k8s"))
+        .await;
+    assert_eq!(answer["response"]["allowed"], true, "{answer}");
+
+    let (_, metrics) = webhook.admin_get("/metrics").await;
+    assert!(
+        metrics.contains("vault_reads_total{config=\"prod\"}"),
+        "{metrics}"
+    );
+    let (status, output) = webhook.stop();
+    assert!(status.success(), "{output}");
+    for (what, text) in [
+        ("the log", &output),
+        ("the metrics", &metrics),
+        ("a denial or dry-run answer", &answers),
+        ("a VaultConfig status", &statuses),
+    ] {
+        assert_no_canary(what, text);
+        for credential in [&secret_id, &token, &role_id] {
+            assert!(
+                !text.contains(credential.as_str()),
+                "{what} leaks a Vault credential"
+            );
+        }
+    }
+}

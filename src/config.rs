@@ -53,7 +53,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the mutating admission webhook.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Write a development CA and serving certificate for the webhook Service.
     Certs(CertsArgs),
     /// Print the VaultConfig CustomResourceDefinition (JSON, which kubectl applies as YAML).

@@ -15,6 +15,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 include!("hostile_values.rs");
+pub mod openbao;
 
 /// A JSON fixture from `tests/fixtures/`.
 pub fn fixture(path: &str) -> Value {

@@ -87,9 +87,15 @@ impl Expiry<CacheKey, Cached> for ExpireByKind {
     }
 }
 
+/// The last good read of each key, kept for the stale window.
+struct LastGood {
+    reads: Cache<CacheKey, (Instant, Arc<Fields>)>,
+    window: Duration,
+}
+
 pub struct ValueCache {
     fresh: Option<Cache<CacheKey, Cached>>,
-    last_good: Option<(Cache<CacheKey, (Instant, Arc<Fields>)>, Duration)>,
+    last_good: Option<LastGood>,
 }
 
 impl ValueCache {
@@ -106,12 +112,12 @@ impl ValueCache {
         });
         let last_good = stale_if_error
             .filter(|window| !window.is_zero())
-            .map(|window| {
-                let cache = Cache::builder()
+            .map(|window| LastGood {
+                reads: Cache::builder()
                     .max_capacity(MAX_ENTRIES)
                     .time_to_live(window)
-                    .build();
-                (cache, window)
+                    .build(),
+                window,
             });
         ValueCache { fresh, last_good }
     }
@@ -164,8 +170,9 @@ impl ValueCache {
     }
 
     async fn remember(&self, key: &CacheKey, fields: &Arc<Fields>) {
-        if let Some((last_good, _)) = &self.last_good {
+        if let Some(last_good) = &self.last_good {
             last_good
+                .reads
                 .insert(key.clone(), (Instant::now(), fields.clone()))
                 .await;
         }
@@ -177,12 +184,11 @@ impl ValueCache {
         key: &CacheKey,
         error: Arc<VaultError>,
     ) -> Result<Lookup, Arc<VaultError>> {
-        if let (VaultError::Unavailable(_), Some((last_good, window))) =
-            (error.as_ref(), &self.last_good)
-            && let Some((read_at, fields)) = last_good.get(key).await
+        if let (VaultError::Unavailable(_), Some(last_good)) = (error.as_ref(), &self.last_good)
+            && let Some((read_at, fields)) = last_good.reads.get(key).await
         {
             let age = read_at.elapsed();
-            if age < *window {
+            if age < last_good.window {
                 return Ok(Lookup {
                     fields,
                     source: LookupSource::Stale(age),

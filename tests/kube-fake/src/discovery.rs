@@ -1,16 +1,20 @@
-//! The legacy (unaggregated) discovery documents: `/api`, `/api/v1`, `/apis`, `/version`
-//! and `/`. kubectl asks for aggregated discovery first (via its Accept header); answering
-//! with these plain `application/json` documents makes it fall back to the legacy flow,
-//! which only needs what is here.
+//! The legacy (unaggregated) discovery documents: `/api`, `/api/v1`, `/apis`,
+//! `/apis/{group}`, `/apis/{group}/{version}`, `/version` and `/`, all derived from
+//! [`ResourceKind::ALL`] so a new kind is discoverable without touching this module.
+//! kubectl asks for aggregated discovery first (via its Accept header); answering with these
+//! plain `application/json` documents makes it fall back to the legacy flow, which only
+//! needs what is here.
 
 use serde_json::{Value, json};
 
 use crate::resource::ResourceKind;
 
-/// The verbs both resources support (no `deletecollection`: not implemented).
+/// The verbs every resource supports (no `deletecollection`: not implemented).
 const VERBS: &[&str] = &[
     "create", "delete", "get", "list", "patch", "update", "watch",
 ];
+/// The verbs of a `/status` subresource.
+const STATUS_VERBS: &[&str] = &["get", "patch", "update"];
 
 /// What `GET /version` reports: a current Kubernetes, marked as the fake.
 pub(crate) fn version() -> Value {
@@ -36,14 +40,56 @@ pub(crate) fn api_versions(server_address: &str) -> Value {
     })
 }
 
-/// `GET /apis`: no API groups besides the core one.
+/// `GET /apis`: the groups besides the core one (the custom resources' group).
 pub(crate) fn api_group_list() -> Value {
-    json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [] })
+    let mut groups: Vec<&'static str> = ResourceKind::ALL
+        .into_iter()
+        .filter(|kind| kind.is_custom_resource())
+        .map(ResourceKind::group)
+        .collect();
+    groups.dedup();
+    json!({
+        "kind": "APIGroupList",
+        "apiVersion": "v1",
+        "groups": groups.into_iter().map(group_entry).collect::<Vec<_>>(),
+    })
 }
 
-/// `GET /api/v1`: the resources served.
-pub(crate) fn core_v1_resources() -> Value {
-    let resource = |kind: ResourceKind, short_names: &[&str]| {
+/// `GET /apis/{group}`: one group and its versions.
+pub(crate) fn api_group(group: &str) -> Value {
+    let mut document = group_entry(group);
+    document["kind"] = json!("APIGroup");
+    document["apiVersion"] = json!("v1");
+    document
+}
+
+/// A group as `/apis` and `/apis/{group}` describe it. Every kind the fake serves in a
+/// group has the same single version, which is therefore the preferred one.
+fn group_entry(group: &str) -> Value {
+    let versions: Vec<Value> = ResourceKind::ALL
+        .into_iter()
+        .filter(|kind| kind.group() == group)
+        .map(|kind| json!({ "groupVersion": kind.api_version(), "version": kind.version() }))
+        .take(1)
+        .collect();
+    json!({
+        "name": group,
+        "versions": versions,
+        "preferredVersion": versions.first(),
+    })
+}
+
+/// `GET /api/v1` (`group` empty) or `GET /apis/{group}/{version}`: the resources served
+/// there, with their subresources as separate entries (`vaultconfigs/status`), as the real
+/// server lists them.
+pub(crate) fn api_resource_list(group: &str, version: &str) -> Value {
+    let mut resources = Vec::new();
+    let mut group_version = "v1";
+    for kind in ResourceKind::ALL {
+        if kind.group() != group || kind.version() != version {
+            continue;
+        }
+        group_version = kind.api_version();
         let mut entry = json!({
             "name": kind.plural(),
             "singularName": kind.kind().to_lowercase(),
@@ -51,23 +97,54 @@ pub(crate) fn core_v1_resources() -> Value {
             "kind": kind.kind(),
             "verbs": VERBS,
         });
-        if !short_names.is_empty() {
+        if let Some(short_names) = short_names(kind) {
             entry["shortNames"] = json!(short_names);
         }
-        entry
-    };
+        resources.push(entry);
+        if kind.has_status_subresource() {
+            resources.push(json!({
+                "name": format!("{}/status", kind.plural()),
+                "singularName": "",
+                "namespaced": kind.is_namespaced(),
+                "kind": kind.kind(),
+                "verbs": STATUS_VERBS,
+            }));
+        }
+    }
     json!({
         "kind": "APIResourceList",
         "apiVersion": "v1",
-        "groupVersion": "v1",
-        "resources": [
-            resource(ResourceKind::Namespace, &["ns"]),
-            resource(ResourceKind::Secret, &[]),
-        ],
+        "groupVersion": group_version,
+        "resources": resources,
     })
+}
+
+/// The abbreviations kubectl accepts (`kubectl get ns`, `kubectl get vc`), as the real
+/// server and the VaultConfig CRD (deploy/base/vaultconfig-crd.yaml) declare them.
+fn short_names(kind: ResourceKind) -> Option<&'static [&'static str]> {
+    match kind {
+        ResourceKind::Namespace => Some(&["ns"]),
+        ResourceKind::VaultConfig => Some(&["vc"]),
+        ResourceKind::Secret => None,
+    }
 }
 
 /// `GET /`: the paths served, as the real server lists them.
 pub(crate) fn root_paths() -> Value {
-    json!({ "paths": ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/readyz", "/version"] })
+    let mut paths = vec!["/api".to_owned(), "/api/v1".to_owned(), "/apis".to_owned()];
+    for kind in ResourceKind::ALL
+        .into_iter()
+        .filter(|kind| kind.is_custom_resource())
+    {
+        for path in [
+            format!("/apis/{}", kind.group()),
+            format!("/apis/{}", kind.api_version()),
+        ] {
+            if !paths.contains(&path) {
+                paths.push(path);
+            }
+        }
+    }
+    paths.extend(["/healthz", "/livez", "/readyz", "/version"].map(String::from));
+    json!({ "paths": paths })
 }

@@ -1,7 +1,7 @@
 //! The HTTP face of the fake: one handler that records the request, answers 503 while the
 //! server is marked unavailable, parses the URL into a [`Route`] and dispatches it to the
-//! store, the watch machinery or the discovery documents. Every failure becomes a `Status`
-//! response; no request input can make the handler panic.
+//! store, the watch machinery or the discovery and OpenAPI documents. Every failure becomes
+//! a `Status` response; no request input can make the handler panic.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -20,12 +20,19 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::discovery;
+use crate::openapi;
 use crate::protobuf;
-use crate::resource::ResourceKind;
+use crate::resource::{ResourceKind, Subresource};
 use crate::selector::ObjectFilter;
 use crate::status::ApiError;
 use crate::store::{PatchType, Preconditions, Store};
 use crate::watch::{EventStream, WatchSettings, expired_body};
+
+const JSON: &str = "application/json";
+const PROTOBUF: &str = "application/vnd.kubernetes.protobuf";
+const MERGE_PATCH: &str = "application/merge-patch+json";
+const JSON_PATCH: &str = "application/json-patch+json";
+const STRATEGIC_MERGE_PATCH: &str = "application/strategic-merge-patch+json";
 
 /// The real server's default limit for request bodies (3 MiB).
 const MAX_BODY_BYTES: usize = 3 * 1024 * 1024;
@@ -82,9 +89,26 @@ enum Route {
     Root,
     Version,
     Health,
+    /// `/api`
     ApiVersions,
-    CoreV1Resources,
+    /// `/apis`
     ApiGroups,
+    /// `/apis/{group}`
+    ApiGroup {
+        group: &'static str,
+    },
+    /// `/api/v1` (`group` empty) or `/apis/{group}/{version}`
+    ApiResources {
+        group: &'static str,
+        version: &'static str,
+    },
+    /// `/openapi/v3`
+    OpenApiRoot,
+    /// `/openapi/v3/apis/{group}/{version}`
+    OpenApiDocument {
+        group: &'static str,
+        version: &'static str,
+    },
     Collection(CollectionPath),
     Object(ObjectPath),
 }
@@ -92,9 +116,9 @@ enum Route {
 #[derive(Debug, PartialEq)]
 struct CollectionPath {
     kind: ResourceKind,
-    /// `None` for namespaces, and for secrets across all namespaces.
+    /// `None` for namespaces, and for namespaced kinds across all namespaces.
     namespace: Option<String>,
-    /// The deprecated `/api/v1/watch/...` form.
+    /// The deprecated `/api/v1/watch/...` (or `/apis/{group}/{version}/watch/...`) form.
     legacy_watch: bool,
 }
 
@@ -104,6 +128,8 @@ struct ObjectPath {
     /// Empty for namespaces (cluster-scoped), as in the store.
     namespace: String,
     name: String,
+    /// `Some` for `.../{name}/status`.
+    subresource: Option<Subresource>,
     legacy_watch: bool,
 }
 
@@ -120,40 +146,104 @@ impl Route {
             ["version"] => Ok(Self::Version),
             ["healthz" | "livez" | "readyz"] => Ok(Self::Health),
             ["api"] => Ok(Self::ApiVersions),
-            ["api", "v1"] => Ok(Self::CoreV1Resources),
+            ["api", "v1"] => Ok(Self::ApiResources {
+                group: "",
+                version: "v1",
+            }),
+            ["api", "v1", "watch", rest @ ..] => Self::parse_resource("", "v1", rest, true),
+            ["api", "v1", rest @ ..] => Self::parse_resource("", "v1", rest, false),
             ["apis"] => Ok(Self::ApiGroups),
-            ["api", "v1", "watch", rest @ ..] => Self::parse_resource(rest, true),
-            ["api", "v1", rest @ ..] => Self::parse_resource(rest, false),
+            ["apis", group] => served_group_version(group, None)
+                .map(|kind| Self::ApiGroup {
+                    group: kind.group(),
+                })
+                .ok_or_else(ApiError::no_such_route),
+            ["apis", group, version] => served_group_version(group, Some(version))
+                .map(|kind| Self::ApiResources {
+                    group: kind.group(),
+                    version: kind.version(),
+                })
+                .ok_or_else(ApiError::no_such_route),
+            ["openapi", "v3"] => Ok(Self::OpenApiRoot),
+            ["openapi", "v3", "apis", group, version] => served_group_version(group, Some(version))
+                .map(|kind| Self::OpenApiDocument {
+                    group: kind.group(),
+                    version: kind.version(),
+                })
+                .ok_or_else(ApiError::no_such_route),
+            ["apis", group, version, "watch", rest @ ..] => {
+                Self::parse_resource(group, version, rest, true)
+            }
+            ["apis", group, version, rest @ ..] => {
+                Self::parse_resource(group, version, rest, false)
+            }
             _ => Err(ApiError::no_such_route()),
         }
     }
 
-    fn parse_resource(segments: &[&str], legacy_watch: bool) -> Result<Self, ApiError> {
-        use ResourceKind::{Namespace, Secret};
-        let collection = |kind, namespace: Option<&str>| {
+    /// The part of a resource URL after `/api/v1` or `/apis/{group}/{version}` (and after
+    /// `/watch` in the deprecated watch form).
+    fn parse_resource(
+        group: &str,
+        version: &str,
+        segments: &[&str],
+        legacy_watch: bool,
+    ) -> Result<Self, ApiError> {
+        let kind = |plural: &str| {
+            ResourceKind::find(group, version, plural).ok_or_else(ApiError::no_such_route)
+        };
+        let collection = |kind: ResourceKind, namespace: Option<&str>| {
             Ok(Self::Collection(CollectionPath {
                 kind,
                 namespace: namespace.map(String::from),
                 legacy_watch,
             }))
         };
-        let object = |kind, namespace: &str, name: &str| {
-            Ok(Self::Object(ObjectPath {
-                kind,
-                namespace: namespace.into(),
-                name: name.into(),
-                legacy_watch,
-            }))
-        };
+        let object =
+            |kind: ResourceKind, namespace: &str, name: &str, subresource: Option<Subresource>| {
+                // A namespaced kind is only reachable under /namespaces/{ns}/, a cluster-scoped
+                // one only outside it; and nothing is watched through a subresource.
+                let namespaced_url = !namespace.is_empty();
+                if kind.is_namespaced() != namespaced_url || (legacy_watch && subresource.is_some())
+                {
+                    return Err(ApiError::no_such_route());
+                }
+                Ok(Self::Object(ObjectPath {
+                    kind,
+                    namespace: namespace.into(),
+                    name: name.into(),
+                    subresource,
+                    legacy_watch,
+                }))
+            };
         match *segments {
-            ["namespaces"] => collection(Namespace, None),
-            ["namespaces", name] => object(Namespace, "", name),
-            ["secrets"] => collection(Secret, None),
-            ["namespaces", namespace, "secrets"] => collection(Secret, Some(namespace)),
-            ["namespaces", namespace, "secrets", name] => object(Secret, namespace, name),
+            // A cluster-scoped collection, or a namespaced kind across all namespaces.
+            [plural] => collection(kind(plural)?, None),
+            [plural, name] => object(kind(plural)?, "", name, None),
+            ["namespaces", namespace, plural] => match kind(plural)? {
+                kind if kind.is_namespaced() => collection(kind, Some(namespace)),
+                _ => Err(ApiError::no_such_route()),
+            },
+            ["namespaces", namespace, plural, name] => object(kind(plural)?, namespace, name, None),
+            ["namespaces", namespace, plural, name, "status"] => match kind(plural)? {
+                kind if kind.has_status_subresource() => {
+                    object(kind, namespace, name, Some(Subresource::Status))
+                }
+                _ => Err(ApiError::no_such_route()),
+            },
             _ => Err(ApiError::no_such_route()),
         }
     }
+}
+
+/// A kind served in `group` (and `version`, when given); `None` when the group or version
+/// is not served. The core group is not an `/apis` group.
+fn served_group_version(group: &str, version: Option<&str>) -> Option<ResourceKind> {
+    ResourceKind::ALL.into_iter().find(|kind| {
+        kind.is_custom_resource()
+            && kind.group() == group
+            && version.is_none_or(|version| kind.version() == version)
+    })
 }
 
 /// The decoded query string.
@@ -209,10 +299,20 @@ async fn serve(app: &AppState, parts: Parts, body: Body) -> Result<Response, Api
             200,
             &discovery::api_versions(&app.address.to_string()),
         )),
-        (Route::CoreV1Resources, Method::GET) => {
-            Ok(json_response(200, &discovery::core_v1_resources()))
-        }
         (Route::ApiGroups, Method::GET) => Ok(json_response(200, &discovery::api_group_list())),
+        (Route::ApiGroup { group }, Method::GET) => {
+            Ok(json_response(200, &discovery::api_group(group)))
+        }
+        (Route::ApiResources { group, version }, Method::GET) => Ok(json_response(
+            200,
+            &discovery::api_resource_list(group, version),
+        )),
+        (Route::OpenApiRoot, Method::GET) => Ok(json_response(200, &openapi::root())),
+        (Route::OpenApiDocument { group, version }, Method::GET) => {
+            let document = openapi::group_version_document(group, version)
+                .ok_or_else(ApiError::no_such_route)?;
+            Ok(json_response(200, &document))
+        }
         (Route::Collection(path), Method::GET) => {
             let filter = ObjectFilter::new(
                 path.kind,
@@ -257,20 +357,32 @@ async fn serve(app: &AppState, parts: Parts, body: Body) -> Result<Response, Api
         }
         (Route::Object(path), Method::PUT) if !path.legacy_watch => {
             let object = read_object(&parts, body, path.kind).await?;
-            let updated = app
-                .store()
-                .update(path.kind, &path.namespace, &path.name, object)?;
+            let updated = app.store().update(
+                path.kind,
+                &path.namespace,
+                &path.name,
+                path.subresource,
+                object,
+            )?;
             Ok(json_response(200, &updated))
         }
         (Route::Object(path), Method::PATCH) if !path.legacy_watch => {
-            let patch_type = patch_type(&parts)?;
+            let patch_type = patch_type(&parts, path.kind)?;
             let patch = read_body(body).await?;
-            let patched =
-                app.store()
-                    .patch(path.kind, &path.namespace, &path.name, patch_type, &patch)?;
+            let patched = app.store().patch(
+                path.kind,
+                &path.namespace,
+                &path.name,
+                path.subresource,
+                patch_type,
+                &patch,
+            )?;
             Ok(json_response(200, &patched))
         }
-        (Route::Object(path), Method::DELETE) if !path.legacy_watch => {
+        // A subresource is deleted with its object, never on its own.
+        (Route::Object(path), Method::DELETE)
+            if !path.legacy_watch && path.subresource.is_none() =>
+        {
             let preconditions = delete_preconditions(&read_body(body).await?)?;
             let status =
                 app.store()
@@ -342,12 +454,19 @@ fn content_type(parts: &Parts) -> String {
         .to_ascii_lowercase()
 }
 
-fn patch_type(parts: &Parts) -> Result<PatchType, ApiError> {
+/// The patch format of a PATCH. Custom resources have no strategic merge patch (it needs
+/// Go struct tags), so the real server answers 415 for it, and so does the fake.
+fn patch_type(parts: &Parts, kind: ResourceKind) -> Result<PatchType, ApiError> {
+    let accepted: &[&str] = if kind.is_custom_resource() {
+        &[JSON_PATCH, MERGE_PATCH]
+    } else {
+        &[JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH]
+    };
     match content_type(parts).as_str() {
-        "application/merge-patch+json" => Ok(PatchType::Merge),
-        "application/strategic-merge-patch+json" => Ok(PatchType::StrategicMerge),
-        "application/json-patch+json" => Ok(PatchType::Json),
-        other => Err(ApiError::unsupported_media_type(other)),
+        MERGE_PATCH => Ok(PatchType::Merge),
+        JSON_PATCH => Ok(PatchType::Json),
+        STRATEGIC_MERGE_PATCH if !kind.is_custom_resource() => Ok(PatchType::StrategicMerge),
+        other => Err(ApiError::unsupported_media_type(other, accepted)),
     }
 }
 
@@ -357,19 +476,27 @@ async fn read_body(body: Body) -> Result<Bytes, ApiError> {
         .map_err(|_| ApiError::request_too_large())
 }
 
-/// The object in the body of a POST or PUT: JSON, or protobuf as kubectl's typed clients
-/// send it (other media types, YAML included, get 415).
+/// The object in the body of a POST or PUT: JSON, or (built-in kinds only, as custom
+/// resources have no protobuf encoding) protobuf as kubectl's typed clients send it. Other
+/// media types, YAML included, get 415.
 async fn read_object(parts: &Parts, body: Body, kind: ResourceKind) -> Result<Value, ApiError> {
     let media_type = content_type(parts);
     let bytes = read_body(body).await?;
     match media_type.as_str() {
-        "" | "application/json" | "*/*" => serde_json::from_slice(&bytes).map_err(|error| {
+        "" | JSON | "*/*" => serde_json::from_slice(&bytes).map_err(|error| {
             ApiError::bad_request(format!(
                 "couldn't get version/kind; json parse error: {error}"
             ))
         }),
-        "application/vnd.kubernetes.protobuf" => protobuf::decode_object(kind, &bytes),
-        other => Err(ApiError::unsupported_media_type(other)),
+        PROTOBUF if !kind.is_custom_resource() => protobuf::decode_object(kind, &bytes),
+        other => {
+            let accepted: &[&str] = if kind.is_custom_resource() {
+                &[JSON]
+            } else {
+                &[JSON, PROTOBUF]
+            };
+            Err(ApiError::unsupported_media_type(other, accepted))
+        }
     }
 }
 
@@ -423,6 +550,7 @@ mod tests {
                 kind,
                 namespace: namespace.into(),
                 name: name.into(),
+                subresource: None,
                 legacy_watch: false,
             })
         };
@@ -443,11 +571,48 @@ mod tests {
             })
         );
         assert_eq!(Route::parse("/api/").unwrap(), Route::ApiVersions);
+        assert_eq!(
+            Route::parse("/apis/secrets.iomete.com/v1/namespaces/a/vaultconfigs/b").unwrap(),
+            object(ResourceKind::VaultConfig, "a", "b")
+        );
+        assert_eq!(
+            Route::parse("/apis/secrets.iomete.com/v1/namespaces/a/vaultconfigs/b/status").unwrap(),
+            Route::Object(ObjectPath {
+                kind: ResourceKind::VaultConfig,
+                namespace: "a".into(),
+                name: "b".into(),
+                subresource: Some(Subresource::Status),
+                legacy_watch: false,
+            })
+        );
+        assert_eq!(
+            Route::parse("/apis/secrets.iomete.com/v1/watch/vaultconfigs").unwrap(),
+            Route::Collection(CollectionPath {
+                kind: ResourceKind::VaultConfig,
+                namespace: None,
+                legacy_watch: true,
+            })
+        );
+        assert_eq!(
+            Route::parse("/apis/secrets.iomete.com").unwrap(),
+            Route::ApiGroup {
+                group: "secrets.iomete.com"
+            }
+        );
         for unknown in [
             "/api/v1/pods",
             "/apis/apps/v1",
             "/api/v1/namespaces/a/configmaps",
             "/openapi/v2",
+            "/api/v1/secrets/a",
+            "/api/v1/namespaces/a/status",
+            "/api/v1/namespaces/a/secrets/b/status",
+            "/apis/secrets.iomete.com/v2",
+            "/apis/secrets.iomete.com/v1/vaultconfigs/a",
+            "/apis/secrets.iomete.com/v1/namespaces/a",
+            "/apis/secrets.iomete.com/v1/namespaces/a/secrets",
+            "/apis/secrets.iomete.com/v1/watch/namespaces/a/vaultconfigs/b/status",
+            "/apis/v1",
         ] {
             assert_eq!(Route::parse(unknown).unwrap_err().code, 404, "{unknown}");
         }

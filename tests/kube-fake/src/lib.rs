@@ -1,14 +1,17 @@
-//! A test-only fake of the Kubernetes API server, serving `v1` namespaces and secrets over
-//! plain HTTP on `127.0.0.1`, with the semantics a controller or webhook relies on:
-//! resourceVersions, list + watch, 410 Expired after compaction, conflicts, and `Status`
-//! errors. Real clients work against it: kube-rs (`kube::Client`, `kube::runtime::watcher`)
-//! and `kubectl` (`get`, `create`, `label`, `delete`).
+//! A test-only fake of the Kubernetes API server, serving `v1` namespaces and secrets and the
+//! custom resource `secrets.iomete.com/v1 VaultConfig` over plain HTTP on `127.0.0.1`, with
+//! the semantics a controller or webhook relies on: resourceVersions, list + watch, 410
+//! Expired after compaction, conflicts, a `/status` subresource, and `Status` errors. Real
+//! clients work against it: kube-rs (`kube::Client`, `Api<DynamicObject>`,
+//! `kube::runtime::watcher`) and `kubectl` (`get`, `create`, `label`, `apply -f`, `patch`,
+//! `delete`).
 //!
 //! ```no_run
 //! # async fn example() {
 //! let fake = kube_fake::FakeApiServer::start().await;
 //! fake.apply_namespace("team-a", &[("iomete.com/managed", "true")]);
 //! fake.apply_secret("team-a", "db", &[("password", b"hunter2")]);
+//! fake.apply_vault_config("team-a", "main", serde_json::json!({ "address": "https://vault" }));
 //! let config = kube::Config::new(fake.url().parse().unwrap());
 //! // ... build a kube::Client from `config`, or point kubectl at fake.write_kubeconfig(dir)
 //! fake.stop().await;
@@ -18,12 +21,18 @@
 //! # What is emulated
 //!
 //! * Paths: `/api/v1/namespaces[/{name}]`, `/api/v1/namespaces/{ns}/secrets[/{name}]`,
-//!   `/api/v1/secrets` (all namespaces; list and watch), and the deprecated
-//!   `/api/v1/watch/...` forms. Verbs: GET (get, list, watch), POST, PUT, PATCH, DELETE.
-//! * Discovery for kubectl: `/api`, `/api/v1`, `/apis` (no groups), `/version`, `/`, and
-//!   `/healthz`, `/livez`, `/readyz`. Aggregated discovery is not offered; kubectl falls
-//!   back to these legacy documents.
-//! * One global resourceVersion, incremented by every write (including each secret deleted
+//!   `/api/v1/secrets` (all namespaces; list and watch),
+//!   `/apis/secrets.iomete.com/v1/namespaces/{ns}/vaultconfigs[/{name}[/status]]`,
+//!   `/apis/secrets.iomete.com/v1/vaultconfigs` (all namespaces), and the deprecated
+//!   `/api/v1/watch/...` and `/apis/secrets.iomete.com/v1/watch/...` forms. Verbs: GET
+//!   (get, list, watch), POST, PUT, PATCH, DELETE; GET, PUT and PATCH on `/status`.
+//! * Discovery for kubectl: `/api`, `/api/v1`, `/apis` (the `secrets.iomete.com` group),
+//!   `/apis/secrets.iomete.com`, `/apis/secrets.iomete.com/v1` (with `vaultconfigs/status`),
+//!   `/version`, `/`, and `/healthz`, `/livez`, `/readyz`. Aggregated discovery is not
+//!   offered; kubectl falls back to these legacy documents. `/openapi/v3` holds just enough
+//!   for kubectl to validate VaultConfigs on the server side, so `kubectl apply -f` works
+//!   under its default `--validate=strict`.
+//! * One global resourceVersion, incremented by every write (including each object deleted
 //!   along with its namespace). Objects carry `kind`, `apiVersion`, `metadata.uid`,
 //!   `creationTimestamp` and `resourceVersion`; lists carry the list's resourceVersion.
 //! * Watches (`watch=true`/`1`): with `resourceVersion` unset or `"0"`, the current objects
@@ -46,10 +55,20 @@
 //! * Secrets: `stringData` merged into base64 `data` and dropped; `data` must be valid
 //!   base64; `type` defaults to `Opaque` and is immutable; `immutable: true` is enforced.
 //! * Namespaces: the `kubernetes.io/metadata.name` label, `spec.finalizers: [kubernetes]`
-//!   and `status.phase: Active` are set by the server; deleting one deletes its secrets.
-//! * PATCH: `application/merge-patch+json`, `application/json-patch+json`, and
-//!   `application/strategic-merge-patch+json` applied as a merge patch (directives such as
-//!   `$patch` and `$setElementOrder` are dropped; lists are replaced, not merged).
+//!   and `status.phase: Active` are set by the server; deleting one deletes its secrets and
+//!   VaultConfigs.
+//! * VaultConfigs, as the real server serves a CRD with `subresources: {status: {}}`:
+//!   `metadata.generation` is 1 on create and goes up when anything outside metadata and
+//!   status (in practice `spec`) changes; a create drops
+//!   `.status`; a write of the main resource keeps the stored `.status`; a write of
+//!   `/status` changes only `.status` (spec and metadata in its body are ignored; its
+//!   resourceVersion is still a precondition). Bodies must carry `kind` (400 otherwise),
+//!   protobuf bodies get 415, strategic merge patches get 415, and messages name the
+//!   resource `vaultconfigs.secrets.iomete.com`, as on the real server.
+//! * PATCH: `application/merge-patch+json`, `application/json-patch+json`, and, for
+//!   namespaces and secrets, `application/strategic-merge-patch+json` applied as a merge
+//!   patch (directives such as `$patch` and `$setElementOrder` are dropped; lists are
+//!   replaced, not merged).
 //! * Failure injection: [`FakeApiServer::set_unavailable`] (503 ServiceUnavailable for
 //!   every request), [`FakeApiServer::break_watches`], [`FakeApiServer::compact`]; and
 //!   [`FakeApiServer::requests`] records every request's method, path and query.
@@ -58,9 +77,17 @@
 //!
 //! * Authentication, authorization (RBAC), admission (webhooks, namespace lifecycle
 //!   beyond "the namespace must exist"), audit, API priority and fairness, TLS.
-//! * Any resource other than namespaces and secrets, any API group, subresources
-//!   (`/status`, `/finalize`), `deletecollection`, OpenAPI (`/openapi/v2`, `/openapi/v3`
-//!   are 404) and aggregated discovery.
+//! * Any resource other than namespaces, secrets and VaultConfigs, any other API group,
+//!   subresources other than a VaultConfig's `/status` (no `/finalize`, no namespace or
+//!   secret `/status`), `deletecollection`, the CustomResourceDefinition API itself
+//!   (`apiextensions.k8s.io`), OpenAPI beyond the VaultConfig PATCH operations
+//!   (`/openapi/v2` is 404; no schemas, so `kubectl explain` finds nothing and
+//!   `kubectl apply -f` of a namespace or secret needs `--validate=false`) and aggregated
+//!   discovery.
+//! * The CRD's schema (deploy/base/vaultconfig-crd.yaml): a VaultConfig's `spec` and
+//!   `status` are stored as sent, with no validation, defaulting (`spec.layout`) or pruning;
+//!   no additional printer columns (kubectl shows NAME and AGE); no selectable fields beyond
+//!   `metadata.name` and `metadata.namespace`. The short name `vc` is served.
 //! * Server-side apply (`application/apply-patch+yaml` gets 415), `managedFields`,
 //!   `fieldManager`, `fieldValidation` (unknown fields are kept, not rejected), `dryRun`
 //!   (rejected with 400), strategic-merge list semantics.
@@ -85,6 +112,7 @@
 mod discovery;
 mod http;
 mod object;
+mod openapi;
 mod protobuf;
 mod resource;
 mod selector;

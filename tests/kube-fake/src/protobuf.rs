@@ -177,6 +177,10 @@ fn decode(kind: ResourceKind, body: &[u8]) -> Result<Value, String> {
     let mut object = match kind {
         ResourceKind::Namespace => decode_namespace(raw)?,
         ResourceKind::Secret => decode_secret(raw)?,
+        // The HTTP layer answers 415 first; this only keeps a direct call from misdecoding.
+        ResourceKind::VaultConfig => {
+            return Err("custom resources have no protobuf encoding".into());
+        }
     };
     object.insert("apiVersion".into(), json!(api_version));
     object.insert("kind".into(), json!(type_kind));

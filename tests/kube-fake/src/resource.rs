@@ -1,7 +1,9 @@
-//! The two resource types the fake serves, `v1 Namespace` and `v1 Secret`, and what the
-//! real API server does to each on write: name validation, defaulting (a secret's `type`,
-//! a namespace's `kubernetes.io/metadata.name` label, finalizer and phase) and the
-//! conversion of a secret's write-only `stringData` into base64 `data`.
+//! The resource types the fake serves, `v1 Namespace`, `v1 Secret` and the custom resource
+//! `secrets.iomete.com/v1 VaultConfig`, and what the real API server does to each on write:
+//! name validation, defaulting (a secret's `type`, a namespace's `kubernetes.io/metadata.name`
+//! label, finalizer and phase, a custom resource's `metadata.generation`), the conversion of a
+//! secret's write-only `stringData` into base64 `data`, and the `/status` subresource rule that
+//! a write to the main resource never changes `.status`.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -14,17 +16,43 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 /// The finalizer the real server adds to every namespace's `spec.finalizers`.
 const NAMESPACE_FINALIZER: &str = "kubernetes";
 
+/// The API group of the webhook's custom resources.
+pub(crate) const IOMETE_SECRETS_GROUP: &str = "secrets.iomete.com";
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum ResourceKind {
     Namespace,
     Secret,
+    /// `secrets.iomete.com/v1 VaultConfig`, served as the real server serves its CRD
+    /// (`subresources: {status: {}}`), minus the schema: whatever `spec` holds is kept.
+    VaultConfig,
+}
+
+/// Which part of an object a write addresses. Only kinds with
+/// [`ResourceKind::has_status_subresource`] have a `/status`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Subresource {
+    /// `.../{name}/status`: the write changes `.status` and nothing else.
+    Status,
 }
 
 impl ResourceKind {
+    /// Every kind served, in discovery order.
+    pub(crate) const ALL: [Self; 3] = [Self::Namespace, Self::Secret, Self::VaultConfig];
+
+    /// The kind served at `/api/v1/...` (`group` empty) or `/apis/{group}/{version}/...`
+    /// under the resource name `plural`.
+    pub(crate) fn find(group: &str, version: &str, plural: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| {
+            kind.group() == group && kind.version() == version && kind.plural() == plural
+        })
+    }
+
     pub(crate) fn kind(self) -> &'static str {
         match self {
             Self::Namespace => "Namespace",
             Self::Secret => "Secret",
+            Self::VaultConfig => "VaultConfig",
         }
     }
 
@@ -32,6 +60,7 @@ impl ResourceKind {
         match self {
             Self::Namespace => "NamespaceList",
             Self::Secret => "SecretList",
+            Self::VaultConfig => "VaultConfigList",
         }
     }
 
@@ -40,14 +69,64 @@ impl ResourceKind {
         match self {
             Self::Namespace => "namespaces",
             Self::Secret => "secrets",
+            Self::VaultConfig => "vaultconfigs",
+        }
+    }
+
+    /// The API group; empty for the core group.
+    pub(crate) fn group(self) -> &'static str {
+        match self {
+            Self::Namespace | Self::Secret => "",
+            Self::VaultConfig => IOMETE_SECRETS_GROUP,
+        }
+    }
+
+    pub(crate) fn version(self) -> &'static str {
+        "v1"
+    }
+
+    /// The `apiVersion` objects of this kind carry: `v1` or `group/version`.
+    pub(crate) fn api_version(self) -> &'static str {
+        match self {
+            Self::Namespace | Self::Secret => "v1",
+            Self::VaultConfig => "secrets.iomete.com/v1",
+        }
+    }
+
+    /// The resource as the real server names it in messages: `secrets`,
+    /// `vaultconfigs.secrets.iomete.com`.
+    pub(crate) fn qualified_resource(self) -> String {
+        match self.group() {
+            "" => self.plural().to_owned(),
+            group => format!("{}.{group}", self.plural()),
+        }
+    }
+
+    /// The kind as the real server names it in validation messages: `Secret`,
+    /// `VaultConfig.secrets.iomete.com`.
+    pub(crate) fn qualified_kind(self) -> String {
+        match self.group() {
+            "" => self.kind().to_owned(),
+            group => format!("{}.{group}", self.kind()),
         }
     }
 
     pub(crate) fn is_namespaced(self) -> bool {
         match self {
             Self::Namespace => false,
-            Self::Secret => true,
+            Self::Secret | Self::VaultConfig => true,
         }
+    }
+
+    /// Custom resources are served by the apiextensions server, which differs from the
+    /// built-in types: no protobuf, no strategic merge patch, `kind` required in bodies.
+    pub(crate) fn is_custom_resource(self) -> bool {
+        !self.group().is_empty()
+    }
+
+    /// Whether `.../{name}/status` is served (the fake serves no status for built-in kinds).
+    pub(crate) fn has_status_subresource(self) -> bool {
+        self == Self::VaultConfig
     }
 
     /// The value of a field selector's field for `object`; `None` when the real server does
@@ -65,16 +144,17 @@ impl ResourceKind {
         }
     }
 
-    /// Namespaces must be RFC 1123 labels, secrets RFC 1123 subdomains (422 otherwise).
+    /// Namespaces must be RFC 1123 labels, secrets and custom resources RFC 1123 subdomains
+    /// (422 otherwise).
     pub(crate) fn validate_name(self, name: &str) -> Result<(), ApiError> {
         let problem = match self {
             Self::Namespace => rfc1123_label_problem(name),
-            Self::Secret => rfc1123_subdomain_problem(name),
+            Self::Secret | Self::VaultConfig => rfc1123_subdomain_problem(name),
         };
         match problem {
             None => Ok(()),
             Some(problem) => Err(ApiError::invalid(
-                self.kind(),
+                self,
                 name,
                 "metadata.name",
                 &format!("Invalid value: \"{name}\": {problem}"),
@@ -105,6 +185,12 @@ impl ResourceKind {
                 Ok(())
             }
             Self::Secret => normalize_secret(object),
+            Self::VaultConfig => {
+                // With a status subresource, only /status writes status; a create cannot.
+                object.remove("status");
+                set_generation(object, 1);
+                Ok(())
+            }
         }
     }
 
@@ -120,10 +206,7 @@ impl ResourceKind {
                 // spec.finalizers changes only through /finalize and status only through
                 // /status on the real server, so a plain update keeps both as they were.
                 for field in ["spec", "status"] {
-                    match existing.get(field) {
-                        Some(value) => object.insert(field.into(), value.clone()),
-                        None => object.remove(field),
-                    };
+                    keep_existing_field(object, existing, field);
                 }
                 Ok(())
             }
@@ -131,7 +214,58 @@ impl ResourceKind {
                 normalize_secret(object)?;
                 check_secret_immutability(object, existing)
             }
+            Self::VaultConfig => {
+                keep_existing_field(object, existing, "status");
+                // The apiextensions server bumps the generation when anything outside
+                // metadata changes; status is already reset, so in practice that is spec.
+                let generation = existing["metadata"]
+                    .get("generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(1);
+                let changed = existing
+                    .as_object()
+                    .is_some_and(|existing| !same_outside_metadata(object, existing));
+                set_generation(object, if changed { generation + 1 } else { generation });
+                Ok(())
+            }
         }
+    }
+}
+
+/// What a write to `/status` stores: the existing object with only `.status` taken from
+/// `object` (removed when `object` has none), as the real server's status strategy does.
+/// Metadata and spec changes in the body are dropped without an error.
+pub(crate) fn apply_status_write(object: &Map<String, Value>, existing: &Value) -> Value {
+    let mut updated = existing.clone();
+    if let Value::Object(updated_map) = &mut updated {
+        match object.get("status") {
+            Some(status) => updated_map.insert("status".into(), status.clone()),
+            None => updated_map.remove("status"),
+        };
+    }
+    updated
+}
+
+/// Sets `object.field` to what `existing` holds there (absent when `existing` has none).
+fn keep_existing_field(object: &mut Map<String, Value>, existing: &Value, field: &str) {
+    match existing.get(field) {
+        Some(value) => object.insert(field.into(), value.clone()),
+        None => object.remove(field),
+    };
+}
+
+fn same_outside_metadata(left: &Map<String, Value>, right: &Map<String, Value>) -> bool {
+    let outside_metadata = |map: &Map<String, Value>| {
+        let mut copy = map.clone();
+        copy.remove("metadata");
+        copy
+    };
+    outside_metadata(left) == outside_metadata(right)
+}
+
+fn set_generation(object: &mut Map<String, Value>, generation: i64) {
+    if let Some(Value::Object(metadata)) = object.get_mut("metadata") {
+        metadata.insert("generation".into(), json!(generation));
     }
 }
 
@@ -195,7 +329,7 @@ fn normalize_secret(object: &mut Map<String, Value>) -> Result<(), ApiError> {
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         {
             return Err(ApiError::invalid(
-                "Secret",
+                ResourceKind::Secret,
                 &name,
                 &format!("data[{key}]"),
                 &format!(
@@ -240,7 +374,7 @@ fn check_secret_immutability(
             .and_then(Value::as_str)
             .unwrap_or_default();
         return Err(ApiError::invalid(
-            "Secret",
+            ResourceKind::Secret,
             name,
             "type",
             &format!("Invalid value: \"{new_type}\": field is immutable"),
@@ -252,7 +386,7 @@ fn check_secret_immutability(
             || object.get("immutable") != existing.get("immutable"))
     {
         return Err(ApiError::invalid(
-            "Secret",
+            ResourceKind::Secret,
             name,
             "data",
             "Forbidden: field is immutable when `immutable` is set",
@@ -367,5 +501,82 @@ mod tests {
                 "status": { "phase": "Active" },
             })
         );
+    }
+
+    #[test]
+    fn a_vault_config_create_drops_the_status_and_starts_at_generation_one() {
+        let mut config = json!({
+            "metadata": { "name": "main" },
+            "spec": { "address": "https://vault" },
+            "status": { "ready": true },
+        });
+        ResourceKind::VaultConfig
+            .prepare_for_create(config.as_object_mut().unwrap())
+            .unwrap();
+        assert_eq!(
+            config,
+            json!({
+                "metadata": { "name": "main", "generation": 1 },
+                "spec": { "address": "https://vault" },
+            })
+        );
+    }
+
+    #[test]
+    fn a_vault_config_update_keeps_the_status_and_counts_spec_changes() {
+        let existing = json!({
+            "metadata": { "name": "main", "generation": 4 },
+            "spec": { "address": "https://a" },
+            "status": { "ready": true },
+        });
+        let update = |body: Value| {
+            let mut body = body;
+            ResourceKind::VaultConfig
+                .prepare_for_update(body.as_object_mut().unwrap(), &existing)
+                .unwrap();
+            body
+        };
+        let status_only = update(json!({
+            "metadata": { "name": "main" },
+            "spec": { "address": "https://a" },
+            "status": { "ready": false },
+        }));
+        assert_eq!(
+            status_only, existing,
+            "status is not written, generation stays"
+        );
+        let labelled = update(json!({
+            "metadata": { "name": "main", "labels": { "a": "b" } },
+            "spec": { "address": "https://a" },
+        }));
+        assert_eq!(labelled["metadata"]["generation"], 4);
+        assert_eq!(labelled["status"], json!({ "ready": true }));
+        let respecced = update(json!({
+            "metadata": { "name": "main" },
+            "spec": { "address": "https://b" },
+        }));
+        assert_eq!(respecced["metadata"]["generation"], 5);
+    }
+
+    #[test]
+    fn a_status_write_takes_only_the_status() {
+        let existing = json!({
+            "metadata": { "name": "main", "generation": 2 },
+            "spec": { "address": "https://a" },
+            "status": { "ready": true },
+        });
+        let body = json!({
+            "metadata": { "name": "main", "labels": { "a": "b" } },
+            "spec": { "address": "https://b" },
+            "status": { "ready": false },
+        });
+        let written = apply_status_write(body.as_object().unwrap(), &existing);
+        let mut expected = existing.clone();
+        expected["status"] = json!({ "ready": false });
+        assert_eq!(written, expected);
+        let without_status = json!({ "metadata": { "name": "main" } });
+        let cleared = apply_status_write(without_status.as_object().unwrap(), &existing);
+        assert!(cleared.get("status").is_none());
+        assert_eq!(cleared["spec"], existing["spec"]);
     }
 }

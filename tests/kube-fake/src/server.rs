@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::http::{AppState, router};
 use crate::object;
-use crate::resource::ResourceKind;
+use crate::resource::{ResourceKind, Subresource};
 use crate::store::{Preconditions, Store};
 
 /// How long [`FakeApiServer::stop`] waits for open connections to finish.
@@ -41,7 +41,7 @@ impl Default for FakeApiServerOptions {
     }
 }
 
-/// A fake Kubernetes API server serving namespaces and secrets on `127.0.0.1`.
+/// A fake Kubernetes API server serving namespaces, secrets and VaultConfigs on `127.0.0.1`.
 ///
 /// Stopped by [`FakeApiServer::stop`] or, without waiting, when dropped.
 pub struct FakeApiServer {
@@ -158,7 +158,8 @@ preferences: {{}}
         })
     }
 
-    /// Deletes the namespace and, first, every secret in it (each a DELETED event).
+    /// Deletes the namespace and, first, every secret and VaultConfig in it (each a DELETED
+    /// event).
     /// Returns whether it existed.
     pub fn delete_namespace(&self, name: &str) -> bool {
         self.delete(ResourceKind::Namespace, "", name)
@@ -183,6 +184,46 @@ preferences: {{}}
         self.delete(ResourceKind::Secret, namespace, name)
     }
 
+    /// Creates the `secrets.iomete.com/v1` VaultConfig with this `spec` (generation 1), or
+    /// replaces the spec of the stored one (the generation goes up when the spec changes;
+    /// the status is kept). Emits ADDED or MODIFIED and returns the new resourceVersion; an
+    /// apply that changes nothing writes nothing.
+    ///
+    /// Panics if the namespace does not exist or the name is invalid.
+    pub fn apply_vault_config(&self, namespace: &str, name: &str, spec: Value) -> String {
+        self.apply(ResourceKind::VaultConfig, namespace, name, |object| {
+            object["spec"] = spec;
+        })
+    }
+
+    /// Replaces the status of the stored VaultConfig, as a controller's write to `/status`
+    /// does (spec, metadata and generation stay). Returns the new resourceVersion; a status
+    /// equal to the stored one writes nothing.
+    ///
+    /// Panics if the VaultConfig does not exist.
+    pub fn apply_vault_config_status(&self, namespace: &str, name: &str, status: Value) -> String {
+        let kind = ResourceKind::VaultConfig;
+        let mut store = self.app.store();
+        let Some(mut object) = store.find(kind, namespace, name).cloned() else {
+            panic!(
+                "kube-fake: cannot set the status of VaultConfig {namespace}/{name}: it does not exist"
+            );
+        };
+        object["status"] = status;
+        match store.update(kind, namespace, name, Some(Subresource::Status), object) {
+            Ok(written) => object::resource_version(&written).to_owned(),
+            Err(error) => panic!(
+                "kube-fake: cannot set the status of VaultConfig {namespace}/{name}: {}",
+                error.message
+            ),
+        }
+    }
+
+    /// Deletes the VaultConfig; returns whether it existed.
+    pub fn delete_vault_config(&self, namespace: &str, name: &str) -> bool {
+        self.delete(ResourceKind::VaultConfig, namespace, name)
+    }
+
     /// The namespace as stored (what a GET returns), if it exists.
     pub fn namespace(&self, name: &str) -> Option<Value> {
         self.app
@@ -196,6 +237,14 @@ preferences: {{}}
         self.app
             .store()
             .find(ResourceKind::Secret, namespace, name)
+            .cloned()
+    }
+
+    /// The VaultConfig as stored (what a GET returns, status included), if it exists.
+    pub fn vault_config(&self, namespace: &str, name: &str) -> Option<Value> {
+        self.app
+            .store()
+            .find(ResourceKind::VaultConfig, namespace, name)
             .cloned()
     }
 
@@ -276,12 +325,16 @@ preferences: {{}}
     ) -> String {
         let mut store = self.app.store();
         let existing = store.find(kind, namespace, name).cloned();
-        let mut object = existing
-            .clone()
-            .unwrap_or_else(|| json!({ "metadata": { "name": name } }));
+        let mut object = existing.clone().unwrap_or_else(|| {
+            json!({
+                "kind": kind.kind(),
+                "apiVersion": kind.api_version(),
+                "metadata": { "name": name },
+            })
+        });
         edit(&mut object);
         let written = match existing {
-            Some(_) => store.update(kind, namespace, name, object),
+            Some(_) => store.update(kind, namespace, name, None, object),
             None => store.create(kind, namespace, object),
         };
         match written {

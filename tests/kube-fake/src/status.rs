@@ -5,6 +5,8 @@
 
 use serde_json::{Value, json};
 
+use crate::resource::ResourceKind;
+
 /// A failed request, rendered as a `Status` body with `code` as the HTTP status.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct ApiError {
@@ -29,10 +31,14 @@ impl ApiError {
         self
     }
 
-    /// `secrets "x" not found`; `plural` is the resource name (`secrets`, `namespaces`).
-    pub(crate) fn not_found(plural: &str, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{plural} \"{name}\" not found"))
-            .with_details(json!({ "name": name, "kind": plural }))
+    /// `secrets "x" not found`, `vaultconfigs.secrets.iomete.com "x" not found`.
+    pub(crate) fn not_found(kind: ResourceKind, name: &str) -> Self {
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", kind.qualified_resource()),
+        )
+        .with_details(resource_details(kind, name))
     }
 
     /// The URL names no resource the fake serves.
@@ -41,28 +47,31 @@ impl ApiError {
             .with_details(json!({ "causes": [{ "reason": "UnexpectedServerResponse", "message": "404 page not found" }] }))
     }
 
-    pub(crate) fn already_exists(plural: &str, name: &str) -> Self {
+    pub(crate) fn already_exists(kind: ResourceKind, name: &str) -> Self {
         Self::new(
             409,
             "AlreadyExists",
-            format!("{plural} \"{name}\" already exists"),
+            format!("{} \"{name}\" already exists", kind.qualified_resource()),
         )
-        .with_details(json!({ "name": name, "kind": plural }))
+        .with_details(resource_details(kind, name))
     }
 
     /// The optimistic-concurrency failure of an update carrying a stale resourceVersion.
-    pub(crate) fn conflict(plural: &str, name: &str, why: &str) -> Self {
+    pub(crate) fn conflict(kind: ResourceKind, name: &str, why: &str) -> Self {
         Self::new(
             409,
             "Conflict",
-            format!("Operation cannot be fulfilled on {plural} \"{name}\": {why}"),
+            format!(
+                "Operation cannot be fulfilled on {} \"{name}\": {why}",
+                kind.qualified_resource()
+            ),
         )
-        .with_details(json!({ "name": name, "kind": plural }))
+        .with_details(resource_details(kind, name))
     }
 
-    pub(crate) fn stale_resource_version(plural: &str, name: &str) -> Self {
+    pub(crate) fn stale_resource_version(kind: ResourceKind, name: &str) -> Self {
         Self::conflict(
-            plural,
+            kind,
             name,
             "the object has been modified; please apply your changes to the latest version and try again",
         )
@@ -72,18 +81,26 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
-    /// A validation failure (HTTP 422), as `Kind "name" is invalid: field: detail`.
-    pub(crate) fn invalid(kind: &str, name: &str, field: &str, detail: &str) -> Self {
+    /// A validation failure (HTTP 422), as `Kind "name" is invalid: field: detail` (the kind
+    /// qualified with its group for custom resources).
+    pub(crate) fn invalid(kind: ResourceKind, name: &str, field: &str, detail: &str) -> Self {
+        let mut details = json!({
+            "name": name,
+            "kind": kind.kind(),
+            "causes": [{ "reason": "FieldValueInvalid", "message": detail, "field": field }],
+        });
+        if !kind.group().is_empty() {
+            details["group"] = json!(kind.group());
+        }
         Self::new(
             422,
             "Invalid",
-            format!("{kind} \"{name}\" is invalid: {field}: {detail}"),
+            format!(
+                "{} \"{name}\" is invalid: {field}: {detail}",
+                kind.qualified_kind()
+            ),
         )
-        .with_details(json!({
-            "name": name,
-            "kind": kind,
-            "causes": [{ "reason": "FieldValueInvalid", "message": detail, "field": field }],
-        }))
+        .with_details(details)
     }
 
     /// A 422 without field details (e.g. a JSON patch whose `test` operation fails).
@@ -103,14 +120,14 @@ impl ApiError {
         )
     }
 
-    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
+    /// A body in a media type the request does not take; `accepted` lists those it does.
+    pub(crate) fn unsupported_media_type(content_type: &str, accepted: &[&str]) -> Self {
         Self::new(
             415,
             "UnsupportedMediaType",
             format!(
-                "the body of the request was in an unknown format ({content_type}) - accepted media types include: \
-                 application/json, application/vnd.kubernetes.protobuf, application/json-patch+json, \
-                 application/merge-patch+json, application/strategic-merge-patch+json"
+                "the body of the request was in an unknown format ({content_type}) - accepted media types include: {}",
+                accepted.join(", ")
             ),
         )
     }
@@ -158,13 +175,26 @@ impl ApiError {
     }
 }
 
-/// The `Status` a successful DELETE of a secret returns.
-pub(crate) fn deleted_status(plural: &str, name: &str, uid: &str) -> Value {
+/// `details` naming an object as the real server does: `kind` holds the resource name
+/// (`secrets`), and `group` is there for resources outside the core group.
+fn resource_details(kind: ResourceKind, name: &str) -> Value {
+    let mut details = json!({ "name": name, "kind": kind.plural() });
+    if !kind.group().is_empty() {
+        details["group"] = json!(kind.group());
+    }
+    details
+}
+
+/// The `Status` a successful DELETE returns (no object is returned, as for every kind the
+/// fake serves).
+pub(crate) fn deleted_status(kind: ResourceKind, name: &str, uid: &str) -> Value {
+    let mut details = resource_details(kind, name);
+    details["uid"] = json!(uid);
     json!({
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
         "status": "Success",
-        "details": { "name": name, "kind": plural, "uid": uid },
+        "details": details,
     })
 }

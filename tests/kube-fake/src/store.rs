@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 
 use crate::object;
-use crate::resource::ResourceKind;
+use crate::resource::{ResourceKind, Subresource, apply_status_write};
 use crate::selector::ObjectFilter;
 use crate::status::{ApiError, deleted_status};
 
@@ -137,7 +137,7 @@ impl Store {
     ) -> Result<Value, ApiError> {
         self.find(kind, namespace, name)
             .cloned()
-            .ok_or_else(|| ApiError::not_found(kind.plural(), name))
+            .ok_or_else(|| ApiError::not_found(kind, name))
     }
 
     /// A `<Kind>List` of the matching objects, ordered by namespace then name (etcd key
@@ -153,7 +153,7 @@ impl Store {
             .collect();
         json!({
             "kind": kind.list_kind(),
-            "apiVersion": "v1",
+            "apiVersion": kind.api_version(),
             "metadata": { "resourceVersion": self.last_resource_version.to_string() },
             "items": items,
         })
@@ -179,14 +179,11 @@ impl Store {
         let name = self.choose_name(kind, namespace, metadata)?;
         kind.validate_name(&name)?;
         if kind.is_namespaced() && self.find(ResourceKind::Namespace, "", namespace).is_none() {
-            return Err(ApiError::not_found(
-                ResourceKind::Namespace.plural(),
-                namespace,
-            ));
+            return Err(ApiError::not_found(ResourceKind::Namespace, namespace));
         }
         let key = ObjectKey::new(kind, namespace, &name);
         if self.objects.contains_key(&key) {
-            return Err(ApiError::already_exists(kind.plural(), &name));
+            return Err(ApiError::already_exists(kind, &name));
         }
         metadata.insert("name".into(), json!(name));
         metadata.insert("uid".into(), json!(self.ids.uid()));
@@ -195,14 +192,16 @@ impl Store {
         Ok(self.commit(key, ChangeType::Added, None, Value::Object(object)))
     }
 
-    /// A PUT: replaces the object, after the optimistic-concurrency check when the body
-    /// carries a resourceVersion. An update that changes nothing is a no-op, as on the
-    /// real server: no new resourceVersion, no watch event.
+    /// A PUT: replaces the object (or, with `Some(Subresource::Status)`, just its
+    /// `.status`), after the optimistic-concurrency check when the body carries a
+    /// resourceVersion. An update that changes nothing is a no-op, as on the real server: no
+    /// new resourceVersion, no watch event.
     pub(crate) fn update(
         &mut self,
         kind: ResourceKind,
         namespace: &str,
         name: &str,
+        subresource: Option<Subresource>,
         body: Value,
     ) -> Result<Value, ApiError> {
         let mut object = decode(kind, namespace, body)?;
@@ -220,7 +219,7 @@ impl Store {
         }
         let key = ObjectKey::new(kind, namespace, name);
         let Some(existing) = self.objects.get(&key).cloned() else {
-            return Err(ApiError::not_found(kind.plural(), name));
+            return Err(ApiError::not_found(kind, name));
         };
         let requested_version = metadata
             .get("resourceVersion")
@@ -228,15 +227,20 @@ impl Store {
             .unwrap_or_default();
         if !requested_version.is_empty() && requested_version != object::resource_version(&existing)
         {
-            return Err(ApiError::stale_resource_version(kind.plural(), name));
+            return Err(ApiError::stale_resource_version(kind, name));
         }
         for field in ["uid", "creationTimestamp", "resourceVersion"] {
             if let Some(value) = existing["metadata"].get(field) {
                 metadata.insert(field.into(), value.clone());
             }
         }
-        kind.prepare_for_update(&mut object, &existing)?;
-        let object = Value::Object(object);
+        let object = match subresource {
+            None => {
+                kind.prepare_for_update(&mut object, &existing)?;
+                Value::Object(object)
+            }
+            Some(Subresource::Status) => apply_status_write(&object, &existing),
+        };
         if object == existing {
             return Ok(existing);
         }
@@ -244,12 +248,14 @@ impl Store {
     }
 
     /// A PATCH: the patch is applied to the stored object and the result goes through
-    /// [`Store::update`], so a patch that sets a stale resourceVersion conflicts.
+    /// [`Store::update`], so a patch that sets a stale resourceVersion conflicts, and a
+    /// patch of `/status` changes only the status.
     pub(crate) fn patch(
         &mut self,
         kind: ResourceKind,
         namespace: &str,
         name: &str,
+        subresource: Option<Subresource>,
         patch_type: PatchType,
         patch: &[u8],
     ) -> Result<Value, ApiError> {
@@ -273,11 +279,11 @@ impl Store {
                 })?;
             }
         }
-        self.update(kind, namespace, name, document)
+        self.update(kind, namespace, name, subresource, document)
     }
 
     /// Deletes at once (no finalizers, no grace period) and returns the `Status` body of
-    /// the response. Deleting a namespace first deletes every secret in it.
+    /// the response. Deleting a namespace first deletes every object in it.
     pub(crate) fn delete(
         &mut self,
         kind: ResourceKind,
@@ -287,12 +293,12 @@ impl Store {
     ) -> Result<Value, ApiError> {
         let key = ObjectKey::new(kind, namespace, name);
         let Some(existing) = self.objects.get(&key).cloned() else {
-            return Err(ApiError::not_found(kind.plural(), name));
+            return Err(ApiError::not_found(kind, name));
         };
         let (uid, version) = (object::uid(&existing), object::resource_version(&existing));
         if let Some(required) = preconditions.uid.as_deref().filter(|&u| u != uid) {
             return Err(ApiError::conflict(
-                kind.plural(),
+                kind,
                 name,
                 &format!(
                     "Precondition failed: UID in precondition: {required}, UID in object meta: {uid}"
@@ -305,7 +311,7 @@ impl Store {
             .filter(|&v| v != version)
         {
             return Err(ApiError::conflict(
-                kind.plural(),
+                kind,
                 name,
                 &format!(
                     "Precondition failed: ResourceVersion in precondition: {required}, ResourceVersion in object meta: {version}"
@@ -325,7 +331,7 @@ impl Store {
                 }
             }
         }
-        let status = deleted_status(kind.plural(), name, object::uid(&existing));
+        let status = deleted_status(kind, name, object::uid(&existing));
         self.commit(key, ChangeType::Deleted, None, existing);
         Ok(status)
     }
@@ -396,7 +402,7 @@ impl Store {
         }
         if generate_name.is_empty() {
             return Err(ApiError::invalid(
-                kind.kind(),
+                kind,
                 "",
                 "metadata.name",
                 "Required value: name or generateName is required",
@@ -459,15 +465,29 @@ fn decode(
 ) -> Result<Map<String, Value>, ApiError> {
     let undecodable = |why: &str| {
         ApiError::bad_request(format!(
-            "{} in version \"v1\" cannot be handled as a {}: {why}",
+            "{} in version \"{}\" cannot be handled as a {}: {why}",
             kind.kind(),
+            kind.version(),
             kind.kind()
         ))
     };
     let Value::Object(mut object) = body else {
         return Err(undecodable("the body must be a JSON object"));
     };
-    for (field, expected) in [("kind", kind.kind()), ("apiVersion", "v1")] {
+    // The apiextensions server decodes custom resources as unstructured objects, which
+    // must name their kind; built-in types take it from the URL.
+    if kind.is_custom_resource()
+        && object
+            .get("kind")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    {
+        return Err(ApiError::bad_request(format!(
+            "Object 'Kind' is missing in '{}'",
+            Value::Object(object)
+        )));
+    }
+    for (field, expected) in [("kind", kind.kind()), ("apiVersion", kind.api_version())] {
         match object.get(field) {
             None | Some(Value::Null) => {}
             Some(Value::String(given)) if given.is_empty() || given == expected => {}
@@ -479,7 +499,7 @@ fn decode(
         }
     }
     object.insert("kind".into(), json!(kind.kind()));
-    object.insert("apiVersion".into(), json!("v1"));
+    object.insert("apiVersion".into(), json!(kind.api_version()));
     let mut metadata = match object.remove("metadata") {
         None | Some(Value::Null) => Map::new(),
         Some(Value::Object(metadata)) => metadata,
@@ -619,7 +639,7 @@ mod tests {
             .unwrap();
         assert_eq!(object::resource_version(&created), "2");
         let updated = store
-            .update(ResourceKind::Secret, "ns", "s", secret("s", "2"))
+            .update(ResourceKind::Secret, "ns", "s", None, secret("s", "2"))
             .unwrap();
         assert_eq!(object::resource_version(&updated), "3");
         assert_eq!(object::uid(&updated), object::uid(&created));
@@ -636,7 +656,7 @@ mod tests {
             .create(ResourceKind::Secret, "ns", secret("s", "1"))
             .unwrap();
         let unchanged = store
-            .update(ResourceKind::Secret, "ns", "s", secret("s", "1"))
+            .update(ResourceKind::Secret, "ns", "s", None, secret("s", "1"))
             .unwrap();
         assert_eq!(object::resource_version(&unchanged), "2");
         assert_eq!(store.resource_version(), 2);
@@ -649,12 +669,12 @@ mod tests {
             .create(ResourceKind::Secret, "ns", secret("s", "1"))
             .unwrap();
         store
-            .update(ResourceKind::Secret, "ns", "s", secret("s", "2"))
+            .update(ResourceKind::Secret, "ns", "s", None, secret("s", "2"))
             .unwrap();
         let mut stale = secret("s", "3");
         stale["metadata"]["resourceVersion"] = json!("2");
         let error = store
-            .update(ResourceKind::Secret, "ns", "s", stale)
+            .update(ResourceKind::Secret, "ns", "s", None, stale)
             .unwrap_err();
         assert_eq!((error.code, error.reason), (409, "Conflict"));
     }
@@ -734,6 +754,7 @@ mod tests {
                 ResourceKind::Namespace,
                 "",
                 "ns",
+                None,
                 PatchType::StrategicMerge,
                 patch,
             )

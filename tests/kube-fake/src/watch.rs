@@ -179,7 +179,7 @@ fn bookmark(filter: &ObjectFilter, resource_version: u64) -> Bytes {
         "BOOKMARK",
         &json!({
             "kind": filter.kind().kind(),
-            "apiVersion": "v1",
+            "apiVersion": filter.kind().api_version(),
             "metadata": { "resourceVersion": resource_version.to_string(), "creationTimestamp": null },
         }),
     )

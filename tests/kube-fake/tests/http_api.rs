@@ -368,8 +368,10 @@ async fn unknown_paths_and_methods_get_status_errors() {
     for path in [
         "/api/v1/pods",
         "/apis/apps/v1",
-        "/openapi/v3",
+        "/openapi/v2",
+        "/openapi/v3/api/v1",
         "/api/v1/namespaces/a/configmaps",
+        "/apis/secrets.iomete.com/v2",
     ] {
         let response = get(&fake, path).await;
         assert_eq!(
@@ -389,7 +391,7 @@ async fn unknown_paths_and_methods_get_status_errors() {
 }
 
 #[tokio::test]
-async fn discovery_documents_describe_namespaces_and_secrets() {
+async fn discovery_documents_describe_namespaces_secrets_and_vault_configs() {
     let fake = FakeApiServer::start().await;
     let api = get(&fake, "/api").await;
     assert_eq!(
@@ -412,10 +414,70 @@ async fn discovery_documents_describe_namespaces_and_secrets() {
             .unwrap()
             .contains(&json!("watch"))
     );
+    let group_version = json!({ "groupVersion": "secrets.iomete.com/v1", "version": "v1" });
     let groups = get(&fake, "/apis").await;
     assert_eq!(
         groups.body,
-        json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": [] })
+        json!({
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [{
+                "name": "secrets.iomete.com",
+                "versions": [group_version],
+                "preferredVersion": group_version,
+            }],
+        })
+    );
+    let group = get(&fake, "/apis/secrets.iomete.com").await;
+    assert_eq!(
+        group.body,
+        json!({
+            "kind": "APIGroup",
+            "apiVersion": "v1",
+            "name": "secrets.iomete.com",
+            "versions": [group_version],
+            "preferredVersion": group_version,
+        })
+    );
+    let custom = get(&fake, "/apis/secrets.iomete.com/v1").await;
+    assert_eq!(
+        custom.body,
+        json!({
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "secrets.iomete.com/v1",
+            "resources": [
+                {
+                    "name": "vaultconfigs",
+                    "singularName": "vaultconfig",
+                    "namespaced": true,
+                    "kind": "VaultConfig",
+                    "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+                    "shortNames": ["vc"],
+                },
+                {
+                    "name": "vaultconfigs/status",
+                    "singularName": "",
+                    "namespaced": true,
+                    "kind": "VaultConfig",
+                    "verbs": ["get", "patch", "update"],
+                },
+            ],
+        })
+    );
+    let core_names: Vec<_> = resources.body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|resource| resource["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(core_names, ["namespaces", "secrets"]);
+    let paths = get(&fake, "/").await;
+    assert!(
+        paths.body["paths"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("/apis/secrets.iomete.com/v1"))
     );
     let version = get(&fake, "/version").await;
     assert_eq!(version.body["major"], "1");
@@ -745,4 +807,363 @@ async fn hostile_input_gets_status_errors_and_the_server_keeps_serving() {
         assert_eq!(response.body["code"], *expected, "{method} {path}");
     }
     assert_eq!(get(&fake, "/api/v1/namespaces/team-a").await.status, 200);
+}
+
+#[tokio::test]
+async fn vault_configs_follow_the_rules_of_a_crd_with_a_status_subresource() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    let collection = "/apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs";
+    let path = "/apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs/main";
+    let status_path = "/apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs/main/status";
+    let body = |spec: serde_json::Value| {
+        json!({
+            "apiVersion": "secrets.iomete.com/v1",
+            "kind": "VaultConfig",
+            "metadata": { "name": "main", "generation": 7 },
+            "spec": spec,
+            "status": { "ready": true },
+        })
+        .to_string()
+    };
+
+    let created = send(
+        &fake,
+        "POST",
+        collection,
+        "application/json",
+        body(json!({ "a": 1 })).as_bytes(),
+    )
+    .await;
+    assert_eq!(created.status, 201);
+    assert_eq!(created.body["apiVersion"], "secrets.iomete.com/v1");
+    assert_eq!(
+        created.body["metadata"]["generation"], 1,
+        "the client's generation is ignored"
+    );
+    assert_eq!(created.body["metadata"]["namespace"], "team-a");
+    assert!(
+        created.body.get("status").is_none(),
+        "a create drops the status"
+    );
+    assert_eq!(fake.vault_config("team-a", "main").unwrap(), created.body);
+
+    let again = send(
+        &fake,
+        "POST",
+        collection,
+        "application/json",
+        body(json!({})).as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.body["message"].as_str()),
+        (
+            409,
+            Some("vaultconfigs.secrets.iomete.com \"main\" already exists")
+        )
+    );
+    assert_eq!(
+        again.body["details"],
+        json!({ "name": "main", "group": "secrets.iomete.com", "kind": "vaultconfigs" })
+    );
+    let kindless = send(
+        &fake,
+        "POST",
+        collection,
+        "application/json",
+        br#"{"metadata":{"name":"x"}}"#,
+    )
+    .await;
+    assert_eq!(kindless.status, 400);
+    assert_eq!(
+        kindless.body["message"],
+        r#"Object 'Kind' is missing in '{"metadata":{"name":"x"}}'"#
+    );
+    let wrong_version = send(
+        &fake,
+        "POST",
+        collection,
+        "application/json",
+        br#"{"apiVersion":"v1","kind":"VaultConfig","metadata":{"name":"x"}}"#,
+    )
+    .await;
+    assert_eq!(wrong_version.status, 400);
+    let protobuf = send(
+        &fake,
+        "POST",
+        collection,
+        "application/vnd.kubernetes.protobuf",
+        b"k8s\0",
+    )
+    .await;
+    assert_eq!(
+        protobuf.status, 415,
+        "custom resources have no protobuf encoding"
+    );
+    let bad_name = send(
+        &fake,
+        "POST",
+        collection,
+        "application/json",
+        br#"{"kind":"VaultConfig","metadata":{"name":"Main"}}"#,
+    )
+    .await;
+    assert_eq!(
+        (bad_name.status, bad_name.body["details"]["kind"].as_str()),
+        (422, Some("VaultConfig"))
+    );
+    assert!(
+        bad_name.body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("VaultConfig.secrets.iomete.com \"Main\" is invalid: metadata.name"),
+        "{}",
+        bad_name.body["message"]
+    );
+
+    // PUT of /status changes the status and nothing else: not the spec, not the labels.
+    let mut status_update = created.body.clone();
+    status_update["status"] = json!({ "ready": true });
+    status_update["spec"] = json!({ "a": 2 });
+    status_update["metadata"]["labels"] = json!({ "x": "y" });
+    let status_written = send(
+        &fake,
+        "PUT",
+        status_path,
+        "application/json",
+        status_update.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(status_written.status, 200);
+    assert_eq!(status_written.body["status"], json!({ "ready": true }));
+    assert_eq!(status_written.body["spec"], json!({ "a": 1 }));
+    assert!(status_written.body["metadata"].get("labels").is_none());
+    assert_eq!(status_written.body["metadata"]["generation"], 1);
+    let got_status = get(&fake, status_path).await;
+    assert_eq!(
+        got_status.body, status_written.body,
+        "GET /status returns the whole object"
+    );
+    let stale = send(
+        &fake,
+        "PUT",
+        status_path,
+        "application/json",
+        status_update.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        stale.status, 409,
+        "the resourceVersion precondition still applies"
+    );
+
+    // PUT of the main resource keeps the stored status; a spec change bumps the generation.
+    let mut update = status_written.body.clone();
+    update["spec"] = json!({ "a": 2 });
+    update["status"] = json!({ "ready": false });
+    let updated = send(
+        &fake,
+        "PUT",
+        path,
+        "application/json",
+        update.to_string().as_bytes(),
+    )
+    .await;
+    assert_eq!(updated.status, 200);
+    assert_eq!(updated.body["status"], json!({ "ready": true }));
+    assert_eq!(updated.body["metadata"]["generation"], 2);
+
+    // Merge and JSON patches work on both; strategic merge patches do not (415).
+    let merged = send(
+        &fake,
+        "PATCH",
+        status_path,
+        "application/merge-patch+json",
+        br#"{"status":{"ready":null,"phase":"Synced"},"spec":{"a":3}}"#,
+    )
+    .await;
+    assert_eq!(merged.status, 200);
+    assert_eq!(merged.body["status"], json!({ "phase": "Synced" }));
+    assert_eq!(merged.body["spec"], json!({ "a": 2 }));
+    assert_eq!(merged.body["metadata"]["generation"], 2);
+    let removed = send(
+        &fake,
+        "PATCH",
+        status_path,
+        "application/json-patch+json",
+        br#"[{"op":"remove","path":"/status"}]"#,
+    )
+    .await;
+    assert_eq!(removed.status, 200);
+    assert!(removed.body.get("status").is_none());
+    let strategic = send(
+        &fake,
+        "PATCH",
+        path,
+        "application/strategic-merge-patch+json",
+        b"{}",
+    )
+    .await;
+    assert_eq!(strategic.status, 415);
+    assert_eq!(strategic.body["reason"], "UnsupportedMediaType");
+
+    let status_delete = send(&fake, "DELETE", status_path, "application/json", b"").await;
+    assert_eq!(status_delete.status, 405);
+    let deleted = send(&fake, "DELETE", path, "application/json", b"").await;
+    assert_eq!(deleted.status, 200);
+    assert_eq!(
+        deleted.body["details"],
+        json!({
+            "name": "main",
+            "group": "secrets.iomete.com",
+            "kind": "vaultconfigs",
+            "uid": created.body["metadata"]["uid"],
+        })
+    );
+    let missing = get(&fake, status_path).await;
+    assert_eq!(missing.status, 404);
+}
+
+#[tokio::test]
+async fn vault_configs_are_listed_and_watched_like_secrets() {
+    let fake = FakeApiServer::start_with(FakeApiServerOptions {
+        bookmark_interval: Duration::from_millis(50),
+        ..FakeApiServerOptions::default()
+    })
+    .await;
+    fake.apply_namespace("team-a", &[]);
+    fake.apply_namespace("team-b", &[]);
+    fake.apply_vault_config("team-b", "b", json!({}));
+    let from = fake.apply_vault_config("team-a", "a", json!({}));
+
+    let all = get(&fake, "/apis/secrets.iomete.com/v1/vaultconfigs").await;
+    assert_eq!(all.body["kind"], "VaultConfigList");
+    assert_eq!(all.body["apiVersion"], "secrets.iomete.com/v1");
+    assert_eq!(all.body["metadata"]["resourceVersion"], from.as_str());
+    assert_eq!(all.body["items"].as_array().unwrap().len(), 2);
+    let named = get(
+        &fake,
+        "/apis/secrets.iomete.com/v1/vaultconfigs?fieldSelector=metadata.name%3Db",
+    )
+    .await;
+    assert_eq!(named.body["items"][0]["metadata"]["namespace"], "team-b");
+    let by_spec = get(
+        &fake,
+        "/apis/secrets.iomete.com/v1/vaultconfigs?fieldSelector=spec.address%3Dx",
+    )
+    .await;
+    assert_eq!(by_spec.status, 400, "no selectable fields beyond metadata");
+
+    let path = format!(
+        "/apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs?watch=true&allowWatchBookmarks=true&resourceVersion={from}"
+    );
+    let mut watch = RawWatch::open(&fake, &path).await;
+    fake.apply_vault_config("team-b", "b", json!({ "x": 1 }));
+    fake.apply_vault_config_status("team-a", "a", json!({ "ready": true }));
+    let event = within("the status change", async {
+        loop {
+            let event = watch.next_event().await.expect("the watch stays open");
+            if event["type"] != "BOOKMARK" {
+                return event;
+            }
+            assert_eq!(event["object"]["apiVersion"], "secrets.iomete.com/v1");
+            assert_eq!(event["object"]["kind"], "VaultConfig");
+        }
+    })
+    .await;
+    assert_eq!(event["type"], "MODIFIED");
+    assert_eq!(event["object"]["status"], json!({ "ready": true }));
+    assert_eq!(event["object"]["metadata"]["generation"], 1);
+
+    let mut legacy = RawWatch::open(
+        &fake,
+        "/apis/secrets.iomete.com/v1/watch/namespaces/team-a/vaultconfigs",
+    )
+    .await;
+    assert_eq!(
+        legacy.next_type_and_name().await,
+        ("ADDED".into(), "a".into())
+    );
+
+    fake.compact();
+    let mut expired = RawWatch::open(
+        &fake,
+        &format!("/apis/secrets.iomete.com/v1/vaultconfigs?watch=true&resourceVersion={from}"),
+    )
+    .await;
+    let error = expired.next_event().await.expect("an ERROR event");
+    assert_eq!(
+        (error["type"].as_str(), &error["object"]["code"]),
+        (Some("ERROR"), &json!(410))
+    );
+}
+
+#[tokio::test]
+async fn kubectl_finds_field_validation_in_the_openapi_v3_documents() {
+    let fake = FakeApiServer::start().await;
+    let root = get(&fake, "/openapi/v3").await;
+    let url = root.body["paths"]["apis/secrets.iomete.com/v1"]["serverRelativeURL"]
+        .as_str()
+        .expect("the custom resource group-version is listed");
+    let document = get(&fake, url).await;
+    assert_eq!(document.status, 200);
+    let patch = &document.body["paths"]["/apis/secrets.iomete.com/v1/namespaces/{namespace}/vaultconfigs/{name}"]
+        ["patch"];
+    assert_eq!(
+        patch["x-kubernetes-group-version-kind"],
+        json!({ "group": "secrets.iomete.com", "version": "v1", "kind": "VaultConfig" })
+    );
+    assert_eq!(patch["parameters"][0]["name"], "fieldValidation");
+}
+
+#[tokio::test]
+async fn the_test_controls_write_vault_configs_and_secrets_with_any_valid_key() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    let binary: &[u8] = &[0, 159, 146, 150, 255];
+    fake.apply_secret(
+        "team-a",
+        "db",
+        &[
+            ("config.json", b"{}"),
+            ("a-b_c.D9", binary),
+            (".dotfile", b""),
+        ],
+    );
+    let secret = fake.secret("team-a", "db").unwrap();
+    assert_eq!(
+        secret["data"],
+        json!({ "config.json": "e30=", "a-b_c.D9": "AJ+Slv8=", ".dotfile": "" })
+    );
+
+    let created = fake.apply_vault_config("team-a", "main", json!({ "address": "https://a" }));
+    assert_eq!(
+        fake.apply_vault_config("team-a", "main", json!({ "address": "https://a" })),
+        created,
+        "an unchanged spec writes nothing"
+    );
+    let status_version = fake.apply_vault_config_status("team-a", "main", json!({ "ready": true }));
+    assert_ne!(status_version, created);
+    fake.apply_vault_config("team-a", "main", json!({ "address": "https://b" }));
+    let stored = fake.vault_config("team-a", "main").unwrap();
+    assert_eq!(stored["spec"], json!({ "address": "https://b" }));
+    assert_eq!(
+        stored["status"],
+        json!({ "ready": true }),
+        "a spec apply keeps the status"
+    );
+    assert_eq!(stored["metadata"]["generation"], 2);
+    assert_eq!(
+        get(
+            &fake,
+            "/apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs/main"
+        )
+        .await
+        .body,
+        stored
+    );
+    assert!(fake.delete_vault_config("team-a", "main"));
+    assert!(!fake.delete_vault_config("team-a", "main"));
+    assert!(fake.vault_config("team-a", "main").is_none());
 }

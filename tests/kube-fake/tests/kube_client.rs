@@ -1,5 +1,7 @@
-//! kube-rs 5 against the fake: a real `kube::Client` over http://, its typed `Api`, and
-//! `kube::runtime::watcher` through creates, updates, deletes, broken watches and 410s.
+//! kube-rs 5 against the fake: a real `kube::Client` over http://, its typed `Api`, its
+//! dynamic `Api<DynamicObject>` for the VaultConfig custom resource (status subresource
+//! included), and `kube::runtime::watcher` through creates, updates, deletes, broken watches
+//! and 410s.
 
 mod common;
 
@@ -11,7 +13,8 @@ use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{
-    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+    WatchEvent, WatchParams,
 };
 use kube::runtime::WatchStreamExt as _;
 use kube::runtime::utils::Backoff;
@@ -467,5 +470,285 @@ async fn the_written_kubeconfig_gives_a_working_kube_client() {
             .items
             .len(),
         1
+    );
+}
+
+/// The VaultConfig resource as kube-rs addresses a custom resource it has no Rust type for.
+fn vault_config_resource() -> ApiResource {
+    ApiResource {
+        group: "secrets.iomete.com".into(),
+        version: "v1".into(),
+        api_version: "secrets.iomete.com/v1".into(),
+        kind: "VaultConfig".into(),
+        plural: "vaultconfigs".into(),
+    }
+}
+
+fn vault_configs(fake: &FakeApiServer, namespace: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client(fake), namespace, &vault_config_resource())
+}
+
+fn vault_config(name: &str, spec: serde_json::Value) -> DynamicObject {
+    DynamicObject::new(name, &vault_config_resource()).data(json!({ "spec": spec }))
+}
+
+fn generation(object: &DynamicObject) -> i64 {
+    object
+        .metadata
+        .generation
+        .expect("custom resources carry a generation")
+}
+
+#[tokio::test]
+async fn vault_configs_are_created_read_listed_and_deleted_through_kube() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    fake.apply_namespace("team-b", &[]);
+    let api = vault_configs(&fake, "team-a");
+
+    let mut body = vault_config("main", json!({ "address": "https://vault:8200" }));
+    body.data["status"] = json!({ "ready": true });
+    let created = api.create(&PostParams::default(), &body).await.unwrap();
+    assert_eq!(generation(&created), 1);
+    assert_eq!(created.data["spec"]["address"], "https://vault:8200");
+    assert!(
+        created.data.get("status").is_none(),
+        "a create cannot set the status"
+    );
+    assert_eq!(
+        created.types.as_ref().map(|t| t.api_version.as_str()),
+        Some("secrets.iomete.com/v1")
+    );
+    let (code, reason, _) =
+        api_status(api.create(&PostParams::default(), &body).await.unwrap_err());
+    assert_eq!((code, reason.as_str()), (409, "AlreadyExists"));
+
+    fake.apply_vault_config("team-b", "other", json!({}));
+    let everywhere: Api<DynamicObject> = Api::all_with(client(&fake), &vault_config_resource());
+    let listed = everywhere.list(&ListParams::default()).await.unwrap();
+    let names: Vec<_> = listed
+        .items
+        .iter()
+        .map(|item| item.metadata.name.clone().unwrap())
+        .collect();
+    assert_eq!(names, ["main", "other"]);
+    let selected = everywhere
+        .list(&ListParams::default().fields("metadata.namespace=team-b"))
+        .await
+        .unwrap();
+    assert_eq!(selected.items.len(), 1);
+
+    let (code, _, message) = api_status(api.get("missing").await.unwrap_err());
+    assert_eq!(
+        (code, message.as_str()),
+        (404, "vaultconfigs.secrets.iomete.com \"missing\" not found")
+    );
+    let elsewhere = vault_configs(&fake, "nope");
+    let (code, _, message) = api_status(
+        elsewhere
+            .create(&PostParams::default(), &vault_config("x", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (code, message.as_str()),
+        (404, "namespaces \"nope\" not found")
+    );
+    let (code, _, _) = api_status(
+        api.create(&PostParams::default(), &vault_config("Bad_Name", json!({})))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, 422);
+
+    let deleted = api.delete("main", &DeleteParams::default()).await.unwrap();
+    assert!(deleted.is_right(), "answered with a Status");
+    assert!(fake.vault_config("team-a", "main").is_none());
+    fake.delete_namespace("team-b");
+    assert!(
+        fake.vault_config("team-b", "other").is_none(),
+        "deleting a namespace deletes its VaultConfigs"
+    );
+}
+
+#[tokio::test]
+async fn status_is_written_only_through_the_status_subresource() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    let api = vault_configs(&fake, "team-a");
+    fake.apply_vault_config("team-a", "main", json!({ "address": "https://a" }));
+
+    // A merge patch of /status changes the status only: the spec in it is ignored and the
+    // generation stays.
+    let patch = Patch::Merge(json!({
+        "spec": { "address": "https://ignored" },
+        "status": { "ready": true, "observedGeneration": 1 },
+    }));
+    let patched = api
+        .patch_status("main", &PatchParams::default(), &patch)
+        .await
+        .unwrap();
+    assert_eq!(patched.data["status"]["ready"], true);
+    assert_eq!(patched.data["spec"]["address"], "https://a");
+    assert_eq!(generation(&patched), 1);
+    assert_eq!(
+        fake.vault_config("team-a", "main").unwrap()["status"]["ready"],
+        true
+    );
+    let fetched = api.get_status("main").await.unwrap();
+    assert_eq!(fetched.data["status"]["observedGeneration"], 1);
+
+    // A write of the main resource keeps the stored status, whatever the body says.
+    let mut replacement = patched.clone();
+    replacement.data["status"] = json!({ "ready": false });
+    let unchanged = api
+        .replace("main", &PostParams::default(), &replacement)
+        .await
+        .unwrap();
+    assert_eq!(unchanged.data["status"]["ready"], true);
+    assert_eq!(
+        unchanged.metadata.resource_version, patched.metadata.resource_version,
+        "a write that changes only the status of the main resource is a no-op"
+    );
+
+    // A spec change bumps the generation; a metadata change does not.
+    let respecced = api
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "address": "https://b" } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&respecced), 2);
+    assert_eq!(respecced.data["status"]["ready"], true);
+    let labelled = api
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "metadata": { "labels": { "a": "b" } } })),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&labelled), 2);
+    let json_patched = api
+        .patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(json!([
+                    { "op": "add", "path": "/spec/role", "value": "reader" }
+                ]))
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(generation(&json_patched), 3);
+
+    // A status write with a stale resourceVersion conflicts, and never changes the spec
+    // or the labels.
+    let mut stale = patched.clone();
+    stale.data["status"] = json!({ "ready": false });
+    let (code, reason, _) = api_status(
+        api.replace_status("main", &PostParams::default(), &stale)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (409, "Conflict"));
+    let mut current = json_patched.clone();
+    current.data["status"] = json!({ "ready": false });
+    current.data["spec"] = json!({ "address": "https://ignored" });
+    current.metadata.labels = None;
+    let status_written = api
+        .replace_status("main", &PostParams::default(), &current)
+        .await
+        .unwrap();
+    assert_eq!(status_written.data["status"], json!({ "ready": false }));
+    assert_eq!(status_written.data["spec"], json_patched.data["spec"]);
+    assert_eq!(status_written.metadata.labels, json_patched.metadata.labels);
+    assert_eq!(generation(&status_written), 3);
+
+    // Custom resources have no strategic merge patch, on the real server as here.
+    let (code, reason, _) = api_status(
+        api.patch(
+            "main",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({ "spec": {} })),
+        )
+        .await
+        .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (415, "UnsupportedMediaType"));
+}
+
+#[tokio::test]
+async fn the_watcher_follows_vault_configs_and_their_status() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    fake.apply_vault_config("team-a", "existing", json!({ "v": 0 }));
+    let api = vault_configs(&fake, "team-a");
+    let (sender, mut events) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut stream = watcher::watcher(api, watcher::Config::default())
+            .backoff(QuickRetry)
+            .boxed();
+        while let Some(item) = stream.next().await {
+            if sender.send(item).is_err() {
+                return;
+            }
+        }
+    });
+    let mut next = async || -> String {
+        let event = within("the next watcher event", events.recv())
+            .await
+            .expect("the watcher keeps running")
+            .expect("no watcher error");
+        let describe = |object: &DynamicObject| {
+            format!(
+                "{} gen={} status={}",
+                object.metadata.name.as_deref().unwrap_or_default(),
+                generation(object),
+                object.data.get("status").unwrap_or(&json!(null))
+            )
+        };
+        match event {
+            Event::Init => "Init".into(),
+            Event::InitApply(object) => format!("InitApply {}", describe(&object)),
+            Event::InitDone => "InitDone".into(),
+            Event::Apply(object) => format!("Apply {}", describe(&object)),
+            Event::Delete(object) => format!("Delete {}", describe(&object)),
+        }
+    };
+    for expected in ["Init", "InitApply existing gen=1 status=null", "InitDone"] {
+        assert_eq!(next().await, expected);
+    }
+    eventually("the watch to be established", || fake.open_watches() == 1).await;
+
+    fake.apply_vault_config("team-a", "main", json!({ "v": 1 }));
+    fake.apply_vault_config_status("team-a", "main", json!({ "ready": true }));
+    fake.apply_vault_config("team-a", "main", json!({ "v": 2 }));
+    // Neither writes: the spec and the status are what is stored already.
+    fake.apply_vault_config("team-a", "main", json!({ "v": 2 }));
+    fake.apply_vault_config_status("team-a", "main", json!({ "ready": true }));
+    fake.break_watches();
+    fake.delete_vault_config("team-a", "existing");
+    for expected in [
+        "Apply main gen=1 status=null",
+        r#"Apply main gen=1 status={"ready":true}"#,
+        r#"Apply main gen=2 status={"ready":true}"#,
+        "Delete existing gen=1 status=null",
+    ] {
+        assert_eq!(next().await, expected);
+    }
+    let watches: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|request| request.contains("watch=true"))
+        .collect();
+    assert!(
+        watches.iter().all(|request| request
+            .starts_with("GET /apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs?")),
+        "{watches:?}"
     );
 }

@@ -8,7 +8,7 @@ use std::process::Output;
 
 use common::within;
 use kube_fake::FakeApiServer;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 /// kubectl pointed at one fake, with its discovery cache in a temporary directory.
@@ -181,4 +181,143 @@ async fn kubectl_creates_and_deletes_a_secret() {
         String::from_utf8_lossy(&missing.stderr).trim(),
         "Error from server (NotFound): secrets \"db\" not found"
     );
+}
+
+#[tokio::test]
+async fn kubectl_gets_vault_configs_as_json() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    fake.apply_namespace("team-b", &[]);
+    fake.apply_vault_config("team-a", "main", json!({ "address": "https://vault:8200" }));
+    fake.apply_vault_config_status("team-a", "main", json!({ "ready": true }));
+    fake.apply_vault_config("team-b", "other", json!({}));
+    let Some(kubectl) = Kubectl::for_fake(&fake).await else {
+        return;
+    };
+    let stdout = kubectl
+        .succeed(&["get", "vaultconfigs", "-n", "team-a", "-o", "json"])
+        .await;
+    let list: Value = serde_json::from_str(&stdout).expect("kubectl prints JSON");
+    let items = list["items"].as_array().expect("a list");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0], fake.vault_config("team-a", "main").unwrap());
+    assert_eq!(items[0]["status"]["ready"], true);
+
+    let stdout = kubectl
+        .succeed(&["get", "vaultconfigs.secrets.iomete.com", "--all-namespaces"])
+        .await;
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .map(|line| line.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["NAMESPACE", "NAME"],
+            vec!["team-a", "main"],
+            vec!["team-b", "other"]
+        ],
+        "{stdout}"
+    );
+
+    let short = kubectl
+        .succeed(&["get", "vc", "main", "-n", "team-a", "-o", "name"])
+        .await;
+    assert_eq!(short.trim(), "vaultconfig.secrets.iomete.com/main");
+
+    let missing = kubectl
+        .run(&["get", "vaultconfig", "nope", "-n", "team-a"])
+        .await;
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr).trim(),
+        "Error from server (NotFound): vaultconfigs.secrets.iomete.com \"nope\" not found"
+    );
+}
+
+#[tokio::test]
+async fn kubectl_applies_a_vault_config_yaml_and_patches_its_status() {
+    let fake = FakeApiServer::start().await;
+    fake.apply_namespace("team-a", &[]);
+    let Some(kubectl) = Kubectl::for_fake(&fake).await else {
+        return;
+    };
+    let manifest = kubectl.directory.path().join("vaultconfig.yaml");
+    let write_manifest = |address: &str| {
+        let yaml = format!(
+            "apiVersion: secrets.iomete.com/v1
+kind: VaultConfig
+metadata:
+  name: prod
+  namespace: team-a
+  labels:
+    tier: prod
+spec:
+  address: {address}
+  auth:
+    method: approle
+status:
+  ready: true
+"
+        );
+        std::fs::write(&manifest, yaml).expect("the manifest is written");
+    };
+    let manifest_arg = manifest.to_str().expect("a UTF-8 path");
+
+    // kubectl's default --validate=strict: the fake's OpenAPI v3 documents let it rely on
+    // server-side field validation instead of wanting a schema.
+    write_manifest("https://vault-1:8200");
+    let stdout = kubectl.succeed(&["apply", "-f", manifest_arg]).await;
+    assert_eq!(stdout.trim(), "vaultconfig.secrets.iomete.com/prod created");
+    let created = fake
+        .vault_config("team-a", "prod")
+        .expect("kubectl created it");
+    assert_eq!(created["spec"]["address"], "https://vault-1:8200");
+    assert_eq!(created["metadata"]["labels"]["tier"], "prod");
+    assert_eq!(created["metadata"]["generation"], 1);
+    assert!(
+        created.get("status").is_none(),
+        "a create cannot set status"
+    );
+
+    write_manifest("https://vault-2:8200");
+    let stdout = kubectl.succeed(&["apply", "-f", manifest_arg]).await;
+    assert_eq!(
+        stdout.trim(),
+        "vaultconfig.secrets.iomete.com/prod configured"
+    );
+    let updated = fake.vault_config("team-a", "prod").unwrap();
+    assert_eq!(updated["spec"]["address"], "https://vault-2:8200");
+    assert_eq!(updated["spec"]["auth"]["method"], "approle");
+    assert_eq!(updated["metadata"]["generation"], 2);
+    assert!(
+        fake.requests().iter().any(|request| request
+            .starts_with("PATCH /apis/secrets.iomete.com/v1/namespaces/team-a/vaultconfigs/prod?")),
+        "kubectl apply patched the existing object"
+    );
+
+    let stdout = kubectl
+        .succeed(&[
+            "patch",
+            "vaultconfig",
+            "prod",
+            "-n",
+            "team-a",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"ready":true},"spec":{"address":"ignored"}}"#,
+        ])
+        .await;
+    assert_eq!(stdout.trim(), "vaultconfig.secrets.iomete.com/prod patched");
+    let patched = fake.vault_config("team-a", "prod").unwrap();
+    assert_eq!(patched["status"]["ready"], true);
+    assert_eq!(patched["spec"]["address"], "https://vault-2:8200");
+    assert_eq!(patched["metadata"]["generation"], 2);
+
+    let stdout = kubectl.succeed(&["delete", "-f", manifest_arg]).await;
+    assert_eq!(
+        stdout.trim(),
+        "vaultconfig.secrets.iomete.com \"prod\" deleted"
+    );
+    assert!(fake.vault_config("team-a", "prod").is_none());
 }
