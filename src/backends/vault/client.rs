@@ -80,7 +80,11 @@ pub struct Timeouts {
     pub request: Duration,
 }
 
+/// A token this close to expiry is no longer handed out while a renewal is pending.
+const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
+
 /// What a token's lifetime looks like to the connection.
+#[derive(Clone)]
 struct Session {
     client: Arc<VaultClient>,
     /// Bumped by every login, so a 403 retry logs in again only if nobody else did meanwhile.
@@ -203,56 +207,70 @@ impl VaultConnection {
     }
 
     /// A client with a usable token: the current one, renewed if due, or a new login.
+    ///
+    /// While a token due for renewal is still valid, one caller renews it and the others keep
+    /// using it rather than queueing behind the renewal.
     async fn client(&self) -> Result<(Arc<VaultClient>, u64), VaultError> {
         let now = Instant::now();
-        {
-            let session = self.session.read().await;
-            if let Some(session) = session.as_ref()
-                && session.renew_after.is_none_or(|at| now < at)
-            {
-                return Ok((session.client.clone(), session.serial));
+        if let Some(current) = self.current().await {
+            if current.renew_after.is_none_or(|at| now < at) {
+                return Ok((current.client, current.serial));
+            }
+            let still_valid = current.expires_at.is_none_or(|at| now + EXPIRY_MARGIN < at);
+            if still_valid {
+                return match self.login.try_lock() {
+                    Ok(mut serial) => self.refresh(&mut serial).await,
+                    Err(_) => Ok((current.client, current.serial)),
+                };
             }
         }
         let mut serial = self.login.lock().await;
-        // Someone else may have renewed or logged in while this caller waited.
+        self.refresh(&mut serial).await
+    }
+
+    /// Under the login lock: renews or logs in, unless someone else just did.
+    async fn refresh(&self, serial: &mut u64) -> Result<(Arc<VaultClient>, u64), VaultError> {
         let now = Instant::now();
-        if let Some(session) = self.session.read().await.as_ref()
-            && session.renew_after.is_none_or(|at| now < at)
+        if let Some(current) = self.current().await
+            && current.renew_after.is_none_or(|at| now < at)
         {
-            return Ok((session.client.clone(), session.serial));
+            return Ok((current.client, current.serial));
         }
-        let renewed = self.try_renew(now).await;
-        if let Some(client) = renewed {
+        if let Some(client) = self.try_renew(now).await {
             return Ok((client, *serial));
         }
-        let client = self.log_in(&mut serial).await?;
+        let client = self.log_in(serial).await?;
         Ok((client, *serial))
+    }
+
+    async fn current(&self) -> Option<Session> {
+        self.session.read().await.clone()
     }
 
     /// Logs in again unless a login newer than `seen_serial` already happened.
     async fn login_again(&self, seen_serial: u64) -> Result<Arc<VaultClient>, VaultError> {
         let mut serial = self.login.lock().await;
         if *serial != seen_serial
-            && let Some(session) = self.session.read().await.as_ref()
+            && let Some(current) = self.current().await
         {
-            return Ok(session.client.clone());
+            return Ok(current.client);
         }
         self.log_in(&mut serial).await
     }
 
     /// Renews the current token when it is renewable and not yet expired; `None` means log in.
+    /// Callers hold the login lock, so the session changes only here and in `log_in`.
     async fn try_renew(&self, now: Instant) -> Option<Arc<VaultClient>> {
-        let mut guard = self.session.write().await;
-        let session = guard.as_mut()?;
-        if !session.renewable || session.expires_at.is_some_and(|at| now >= at) {
+        let current = self.current().await?;
+        if !current.renewable || current.expires_at.is_some_and(|at| now >= at) {
             return None;
         }
-        let auth = vaultrs::token::renew_self(session.client.as_ref(), None)
+        let auth = vaultrs::token::renew_self(current.client.as_ref(), None)
             .await
             .ok()?;
-        let previous_lease = session
+        let previous_lease = current
             .expires_at
-            .zip(session.renew_after)
+            .zip(current.renew_after)
             .map(|(expires, renew)| (expires - renew) * 3);
         let lease = Duration::from_secs(auth.lease_duration);
         // Near the token's max TTL a renewal grants less and less: log in afresh instead.
@@ -260,9 +278,12 @@ impl VaultConnection {
             return None;
         }
         let issued = Instant::now();
-        session.renew_after = Some(issued + lease * 2 / 3);
-        session.expires_at = Some(issued + lease);
-        Some(session.client.clone())
+        *self.session.write().await = Some(Session {
+            renew_after: Some(issued + lease * 2 / 3),
+            expires_at: Some(issued + lease),
+            ..current.clone()
+        });
+        Some(current.client)
     }
 
     async fn log_in(&self, serial: &mut u64) -> Result<Arc<VaultClient>, VaultError> {

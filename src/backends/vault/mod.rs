@@ -244,7 +244,7 @@ impl VaultBackend {
     ) -> Result<(Arc<VaultConnection>, u64), BackendError> {
         let name = config.metadata.name.clone().unwrap_or_default();
         let credentials = self.credentials(&name, config);
-        let identity = identity_of(config, &credentials);
+        let fingerprint = credentials.as_ref().ok().map(fingerprint);
         let mut connections = self
             .inner
             .connections
@@ -252,7 +252,7 @@ impl VaultBackend {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let current = connections
             .get(&name)
-            .filter(|connection| connection.identity == identity)
+            .filter(|connection| connection.identity.matches(config, fingerprint))
             .cloned();
         let entry = match current {
             Some(entry) => entry,
@@ -272,7 +272,11 @@ impl VaultBackend {
                     })
                     .map(Arc::new);
                 let entry = Arc::new(Connection {
-                    identity,
+                    identity: Identity {
+                        uid: config.metadata.uid.clone(),
+                        spec: config.spec.clone(),
+                        credentials: fingerprint,
+                    },
                     epoch: self.inner.epochs.fetch_add(1, Ordering::Relaxed) + 1,
                     connection,
                 });
@@ -287,6 +291,15 @@ impl VaultBackend {
                 problem: problem.clone(),
             }),
         }
+    }
+
+    /// Drops the connections of configurations that no longer exist.
+    fn forget_connections_except(&self, names: &std::collections::HashSet<String>) {
+        self.inner
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|name, _| names.contains(name));
     }
 
     /// What a connection for `config` would be built from now.
@@ -363,6 +376,16 @@ fn identity_of(config: &VaultConfig, credentials: &Result<Credentials, String>) 
         uid: config.metadata.uid.clone(),
         spec: config.spec.clone(),
         credentials: credentials.as_ref().ok().map(fingerprint),
+    }
+}
+
+impl Identity {
+    /// Whether a connection built from `self` still serves `config` (compared in place: this
+    /// runs on every Vault lookup).
+    fn matches(&self, config: &VaultConfig, credentials: Option<[u8; 32]>) -> bool {
+        self.credentials == credentials
+            && self.uid == config.metadata.uid
+            && self.spec == config.spec
     }
 }
 

@@ -8,7 +8,7 @@
 //! status subresource, idempotent by construction. Replicas that disagree (one reaches Vault, one
 //! does not) take turns, which is itself worth seeing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -44,11 +44,12 @@ pub async fn run_checks(backend: VaultBackend, api: Api<VaultConfig>) {
         }
         let interval = backend.inner.settings.check_interval;
         let configs = backend.inner.configs.state();
-        checked.retain(|name, _| {
-            configs
-                .iter()
-                .any(|config| config.metadata.name.as_deref() == Some(name))
-        });
+        let names: HashSet<String> = configs
+            .iter()
+            .filter_map(|config| config.metadata.name.clone())
+            .collect();
+        checked.retain(|name, _| names.contains(name));
+        backend.forget_connections_except(&names);
         for config in configs {
             let Some(name) = config.metadata.name.clone() else {
                 continue;
