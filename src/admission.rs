@@ -253,7 +253,9 @@ impl Admitter {
         }
         let kubernetes = &self.backends.kubernetes;
         if !kubernetes.is_ready() {
-            let unavailable = BackendError::Unavailable("its caches are still syncing".into());
+            let unavailable = BackendError::Unavailable(
+                "its caches are syncing (at start, or after a watch failed)".into(),
+            );
             return Err(no_warnings(unavailable.into()));
         }
         let namespace = request

@@ -63,7 +63,7 @@ pub enum InjectionError {
     )]
     VaultConfigNotFound { reference: String, config: String },
     #[error(
-        "{reference} uses a Vault source, but the webhook has not loaded the Vault configurations yet; this is temporary, retry the request"
+        "{reference} uses a Vault source, but the webhook's copy of the Vault configurations is not current (still loading, or its watch is reconnecting); this is temporary, retry the request"
     )]
     VaultConfigsNotLoaded { reference: String },
     #[error("container {container:?}: {source}")]

@@ -461,6 +461,8 @@ async fn short_lived_approle_tokens_are_renewed_and_replaced() {
         .await;
     let mut vault_settings = settings();
     vault_settings.cache_ttl = Duration::ZERO;
+    // Counted from before the first login: the status checks may make it.
+    let logins_before = bao.admin().audit_logins();
     let webhook = Webhook::start(vault_settings).await;
     webhook
         .apply_credentials(
@@ -479,7 +481,6 @@ async fn short_lived_approle_tokens_are_renewed_and_replaced() {
             ),
         )
         .await;
-    let logins_before = bao.admin().audit_logins();
     let started = Instant::now();
     let mut admitted = 0;
     while started.elapsed() < Duration::from_secs(8) {
@@ -501,7 +502,10 @@ async fn short_lived_approle_tokens_are_renewed_and_replaced() {
     let logins = bao.admin().audit_logins() - logins_before;
     assert!(admitted >= 20, "{admitted}");
     assert!(renewals >= 1, "no renewal in 8 s of 2 s tokens");
-    assert!(logins >= 2, "no new login after the 5 s max TTL: {logins}");
+    assert!(
+        logins >= 2,
+        "no new login after the 5 s max TTL: {logins} in all"
+    );
     assert!(
         logins <= 6,
         "a login per admission is not reuse: {logins} for {admitted}"

@@ -10,15 +10,17 @@ use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::{StreamExt, TryStreamExt, future};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::future;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use secrecy::SecretString;
 use tokio::sync::watch;
 
 use super::vault::resource::CREDENTIALS_SECRET_PREFIX;
+use super::watch::follow;
 use super::{BackendError, FetchedValue, SecretBackend};
 use crate::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
 use crate::scope::NamespaceScope;
@@ -37,7 +39,23 @@ pub struct KubernetesStores {
     settings: StoreSettings,
     secrets: Store<Secret>,
     namespaces: Store<Namespace>,
-    ready: Arc<watch::Sender<bool>>,
+    current: Arc<Currency>,
+}
+
+/// Whether each cache is current, and both together as a channel readiness can wait on.
+struct Currency {
+    secrets: AtomicBool,
+    namespaces: AtomicBool,
+    both: watch::Sender<bool>,
+}
+
+impl Currency {
+    fn set(&self, cache: &AtomicBool, current: bool) {
+        cache.store(current, Ordering::SeqCst);
+        let both = self.secrets.load(Ordering::SeqCst) && self.namespaces.load(Ordering::SeqCst);
+        self.both
+            .send_if_modified(|state| std::mem::replace(state, both) != both);
+    }
 }
 
 /// The write side of the caches: whoever holds it feeds watch events in.
@@ -63,7 +81,11 @@ impl KubernetesStores {
             settings,
             secrets,
             namespaces,
-            ready: Arc::new(watch::Sender::new(false)),
+            current: Arc::new(Currency {
+                secrets: AtomicBool::new(false),
+                namespaces: AtomicBool::new(false),
+                both: watch::Sender::new(false),
+            }),
         };
         let writers = StoreWriters {
             secrets: secrets_writer,
@@ -73,7 +95,8 @@ impl KubernetesStores {
     }
 
     /// Caches fed by watches through `client`; the returned future drives the watches and runs
-    /// until the process stops (watch errors are retried with backoff and logged).
+    /// until the process stops. A failed watch marks its cache stale and is rebuilt from a fresh
+    /// listing (see [`super::watch`]).
     pub fn watch(
         client: Client,
         settings: StoreSettings,
@@ -81,52 +104,53 @@ impl KubernetesStores {
         let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &settings.store_namespace);
         let namespaces_api: Api<Namespace> = Api::all(client);
         let (stores, writers) = Self::new(settings);
-
-        let secret_events = watcher(secrets_api, watcher::Config::default())
-            .default_backoff()
-            .try_filter(|event| future::ready(is_store_event(event)))
-            .modify(strip_secret);
-        let namespace_events = watcher(namespaces_api, watcher::Config::default())
-            .default_backoff()
-            .modify(strip_namespace);
-
-        let readiness = stores.clone();
+        let current = stores.current.clone();
         let drive = async move {
-            let mark_ready = readiness.mark_ready_when_synced();
-            let secrets = reflector::reflector(writers.secrets, secret_events)
-                .for_each(|event| log_watch_error("secrets", event));
-            let namespaces = reflector::reflector(writers.namespaces, namespace_events)
-                .for_each(|event| log_watch_error("namespaces", event));
-            future::join3(secrets, namespaces, mark_ready).await;
+            let secrets = follow(
+                secrets_api,
+                writers.secrets,
+                is_cached_secret,
+                strip_secret,
+                |fresh| current.set(&current.secrets, fresh),
+                "secrets",
+            );
+            let namespaces = follow(
+                namespaces_api,
+                writers.namespaces,
+                |_| true,
+                strip_namespace,
+                |fresh| current.set(&current.namespaces, fresh),
+                "namespaces",
+            );
+            future::join(secrets, namespaces).await;
         };
         (stores, drive)
     }
 
-    /// Resolves once both caches hold a complete first listing, and marks them ready.
-    ///
-    /// Call it once per cache pair (the watch driver does): the reflector stores wake only their
-    /// latest waiter, so everyone else waits on [`Self::synced`].
+    /// Resolves once both caches hold a complete first listing, and marks them current. For
+    /// caches fed by hand (tests); [`Self::watch`] tracks currency itself.
     pub async fn mark_ready_when_synced(&self) {
         let (secrets, namespaces) = future::join(
             self.secrets.wait_until_ready(),
             self.namespaces.wait_until_ready(),
         )
         .await;
-        // An error means a writer was dropped, i.e. its watch ended at shutdown: never ready.
+        // An error means a writer was dropped: never ready.
         if secrets.is_ok() && namespaces.is_ok() {
-            self.ready.send_replace(true);
+            self.current.set(&self.current.secrets, true);
+            self.current.set(&self.current.namespaces, true);
         }
     }
 
-    /// Resolves once both caches have completed their first listing (any number of waiters).
+    /// Resolves once both caches are current (any number of waiters).
     pub async fn synced(&self) {
         // The sender lives as long as `self`, so waiting cannot fail.
-        let _ = self.ready.subscribe().wait_for(|ready| *ready).await;
+        let _ = self.current.both.subscribe().wait_for(|ready| *ready).await;
     }
 
-    /// Whether both caches have completed their first listing.
+    /// Whether both caches are current: listed, and their watches not failed since.
     pub fn is_ready(&self) -> bool {
-        *self.ready.borrow()
+        *self.current.both.borrow()
     }
 
     /// What the namespace may read, or `None` when the namespace is not (yet) known.
@@ -217,17 +241,12 @@ impl SecretBackend for KubernetesStores {
     }
 }
 
-/// Whether a watch event concerns a store Secret or a Vault credentials Secret (or is a listing
-/// boundary). Pods can reference only the former: no store id maps to a credentials name.
-pub fn is_store_event(event: &watcher::Event<Secret>) -> bool {
-    match event {
-        watcher::Event::Apply(secret)
-        | watcher::Event::InitApply(secret)
-        | watcher::Event::Delete(secret) => secret.metadata.name.as_deref().is_some_and(|name| {
-            KubernetesStore::is_store_secret_name(name) || is_vault_credentials_name(name)
-        }),
-        watcher::Event::Init | watcher::Event::InitDone => true,
-    }
+/// Whether a Secret belongs in the cache: a store, or a Vault credentials Secret. Pods can
+/// reference only the former: no store id maps to a credentials name.
+pub fn is_cached_secret(secret: &Secret) -> bool {
+    secret.metadata.name.as_deref().is_some_and(|name| {
+        KubernetesStore::is_store_secret_name(name) || is_vault_credentials_name(name)
+    })
 }
 
 fn is_vault_credentials_name(name: &str) -> bool {
@@ -247,10 +266,4 @@ fn strip_namespace(namespace: &mut Namespace) {
     namespace.metadata.managed_fields = None;
     namespace.spec = None;
     namespace.status = None;
-}
-
-async fn log_watch_error<K>(watch: &'static str, event: Result<K, watcher::Error>) {
-    if let Err(error) = event {
-        tracing::warn!(watch, %error, "watch failed; retrying with backoff");
-    }
 }

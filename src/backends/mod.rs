@@ -7,6 +7,7 @@
 
 pub mod kubernetes;
 pub mod vault;
+pub mod watch;
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -20,9 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
@@ -33,6 +31,7 @@ use self::client::{Credentials, FieldValue, Timeouts, VaultConnection, VaultErro
 use self::metrics::VaultMetrics;
 use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_name};
 use super::kubernetes::KubernetesStores;
+use super::watch::follow;
 use super::{BackendError, FetchedValue, SecretBackend};
 use crate::reference::{SecretRef, Source};
 use crate::scope::{VaultOwner, VaultOwners};
@@ -118,30 +117,31 @@ impl VaultBackend {
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let api: Api<VaultConfig> = Api::namespaced(client.clone(), &settings.store_namespace);
         let (backend, writer) = Self::new(settings, credentials, metrics);
-        let events = watcher(api.clone(), watcher::Config::default())
-            .default_backoff()
-            .modify(|config: &mut VaultConfig| config.metadata.managed_fields = None);
         let feeder = backend.clone();
         let drive = async move {
-            let mark_loaded = feeder.mark_loaded_when_synced();
-            let watch = reflector::reflector(writer, events).for_each(|event| {
-                match event {
-                    Ok(_) => feeder.inner.changed.notify_one(),
-                    Err(error) => tracing::warn!(
-                        watch = "vaultconfigs",
-                        %error,
-                        "watch failed (is the VaultConfig CRD installed?); retrying with backoff"
-                    ),
-                }
-                futures::future::ready(())
-            });
+            let watch = follow(
+                api.clone(),
+                writer,
+                |_| {
+                    // Every VaultConfig is kept; each change wakes the status checks.
+                    feeder.inner.changed.notify_one();
+                    true
+                },
+                |config: &mut VaultConfig| config.metadata.managed_fields = None,
+                |current| {
+                    feeder.inner.loaded.send_replace(current);
+                    feeder.inner.changed.notify_one();
+                },
+                "vaultconfigs",
+            );
             let checks = status::run_checks(feeder.clone(), api);
-            futures::future::join3(watch, mark_loaded, checks).await;
+            futures::future::join(watch, checks).await;
         };
         (backend, drive)
     }
 
-    /// Resolves once the configurations have been listed, and marks them loaded.
+    /// Resolves once the configurations have been listed, and marks them loaded. For caches fed
+    /// by hand (tests); [`Self::watch`] tracks currency itself.
     pub async fn mark_loaded_when_synced(&self) {
         if self.inner.configs.wait_until_ready().await.is_ok() {
             self.inner.loaded.send_replace(true);
@@ -149,7 +149,7 @@ impl VaultBackend {
         }
     }
 
-    /// Whether the configurations have been listed at least once.
+    /// Whether the configurations are current: listed, and their watch not failed since.
     pub fn is_loaded(&self) -> bool {
         *self.inner.loaded.borrow()
     }
