@@ -144,6 +144,25 @@ impl Webhook {
     }
 }
 
+/// A webhook with one AppRole VaultConfig `name` of domain finance reading below `path`.
+async fn with_approle_config(
+    bao: &OpenBao,
+    (role_id, secret_id): (&str, &str),
+    name: &str,
+    path: &str,
+    vault_settings: VaultSettings,
+) -> Webhook {
+    let webhook = Webhook::start(vault_settings).await;
+    let (role_key, secret_key) = (format!("{name}.roleId"), format!("{name}.secretId"));
+    webhook
+        .apply_credentials("finance", &[(&role_key, role_id), (&secret_key, secret_id)])
+        .await;
+    webhook
+        .apply_config(name, config_spec(bao, path, "SecretPerKey", "AppRole"))
+        .await;
+    webhook
+}
+
 fn vault(config: &str) -> Value {
     json!({"type": "VAULT", "id": config})
 }
@@ -324,19 +343,14 @@ async fn kv2_reads_through_both_layouts_fields_and_token_auth() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scope_is_the_configuration_domain_and_the_policy_is_enforced_by_vault() {
     let (bao, role_id, secret_id) = seeded_openbao(OpenBaoOptions::default()).await;
-    let webhook = Webhook::start(settings()).await;
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("prod.roleId", &role_id), ("prod.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
-            "prod",
-            config_spec(&bao, "/v1/secret/data", "SecretPerKey", "AppRole"),
-        )
-        .await;
+    let webhook = with_approle_config(
+        &bao,
+        (&role_id, &secret_id),
+        "prod",
+        "/v1/secret/data",
+        settings(),
+    )
+    .await;
     // Another domain's namespace: denied before Vault is asked. (The status checks talk to
     // Vault on their own schedule, so only reads of the secret itself are counted.)
     let (_, answer) = webhook
@@ -373,24 +387,14 @@ async fn scope_is_the_configuration_domain_and_the_policy_is_enforced_by_vault()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kubernetes_store_and_a_vault_secret_in_one_pod() {
     let (bao, role_id, secret_id) = seeded_openbao(OpenBaoOptions::default()).await;
-    let webhook = Webhook::start(settings()).await;
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("prod.roleId", &role_id), ("prod.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
-            "prod",
-            config_spec(
-                &bao,
-                "/v1/secret/data/production",
-                "SecretPerKey",
-                "AppRole",
-            ),
-        )
-        .await;
+    let webhook = with_approle_config(
+        &bao,
+        (&role_id, &secret_id),
+        "prod",
+        "/v1/secret/data/production",
+        settings(),
+    )
+    .await;
     let (review, answer) = webhook
         .admit(
             FINANCE_NS,
@@ -463,24 +467,14 @@ async fn short_lived_approle_tokens_are_renewed_and_replaced() {
     vault_settings.cache_ttl = Duration::ZERO;
     // Counted from before the first login: the status checks may make it.
     let logins_before = bao.admin().audit_logins();
-    let webhook = Webhook::start(vault_settings).await;
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("short.roleId", &role_id), ("short.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
-            "short",
-            config_spec(
-                &bao,
-                "/v1/secret/data/production",
-                "SecretPerKey",
-                "AppRole",
-            ),
-        )
-        .await;
+    let webhook = with_approle_config(
+        &bao,
+        (&role_id, &secret_id),
+        "short",
+        "/v1/secret/data/production",
+        vault_settings,
+    )
+    .await;
     let started = Instant::now();
     let mut admitted = 0;
     while started.elapsed() < Duration::from_secs(8) {
@@ -569,24 +563,16 @@ async fn tls_is_verified_against_the_configuration_ca_bundle() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_500_executors_costs_vault_one_read_and_one_login() {
     let (bao, role_id, secret_id) = seeded_openbao(OpenBaoOptions::default()).await;
-    let webhook = Arc::new(Webhook::start(settings()).await);
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("prod.roleId", &role_id), ("prod.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
+    let webhook = Arc::new(
+        with_approle_config(
+            &bao,
+            (&role_id, &secret_id),
             "prod",
-            config_spec(
-                &bao,
-                "/v1/secret/data/production",
-                "SecretPerKey",
-                "AppRole",
-            ),
+            "/v1/secret/data/production",
+            settings(),
         )
-        .await;
+        .await,
+    );
     // The status check logs in and probes on its own schedule; count only the burst.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let logins_before = bao.admin().audit_logins();
@@ -618,24 +604,14 @@ async fn vault_down_denies_vault_pods_503_only_and_recovers_without_a_restart() 
     let (mut bao, role_id, secret_id) = seeded_openbao(OpenBaoOptions::default()).await;
     let mut vault_settings = settings();
     vault_settings.cache_ttl = Duration::ZERO;
-    let webhook = Webhook::start(vault_settings).await;
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("prod.roleId", &role_id), ("prod.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
-            "prod",
-            config_spec(
-                &bao,
-                "/v1/secret/data/production",
-                "SecretPerKey",
-                "AppRole",
-            ),
-        )
-        .await;
+    let webhook = with_approle_config(
+        &bao,
+        (&role_id, &secret_id),
+        "prod",
+        "/v1/secret/data/production",
+        vault_settings,
+    )
+    .await;
     let (review, answer) = webhook
         .admit(FINANCE_NS, &[("DB", vault("prod"), "db")])
         .await;
@@ -697,24 +673,14 @@ async fn stale_values_bridge_an_outage_only_when_asked_to() {
     let mut vault_settings = settings();
     vault_settings.cache_ttl = Duration::from_millis(200);
     vault_settings.stale_if_error = Some(Duration::from_secs(60));
-    let webhook = Webhook::start(vault_settings).await;
-    webhook
-        .apply_credentials(
-            "finance",
-            &[("prod.roleId", &role_id), ("prod.secretId", &secret_id)],
-        )
-        .await;
-    webhook
-        .apply_config(
-            "prod",
-            config_spec(
-                &bao,
-                "/v1/secret/data/production",
-                "SecretPerKey",
-                "AppRole",
-            ),
-        )
-        .await;
+    let webhook = with_approle_config(
+        &bao,
+        (&role_id, &secret_id),
+        "prod",
+        "/v1/secret/data/production",
+        vault_settings,
+    )
+    .await;
     let (_, answer) = webhook
         .admit(FINANCE_NS, &[("DB", vault("prod"), "db")])
         .await;
