@@ -16,6 +16,8 @@ use iomete_secrets_webhook::expansion::kubelet_expand;
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 
+mod faults;
+mod hostile;
 #[path = "../tests/support/mod.rs"]
 mod support;
 use support::{fixture, patched_object};

@@ -173,6 +173,10 @@ impl Admitter {
         }
     }
 
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
     pub fn backends(&self) -> &Backends {
         &self.backends
     }

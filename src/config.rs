@@ -30,6 +30,8 @@ pub enum ConfigError {
     SamePort(SocketAddr),
     #[error("--max-in-flight must be at least 1")]
     MaxInFlight,
+    #[error("--max-connections must be between 1 and 65536")]
+    MaxConnections,
     #[error("--admission-timeout must be between 1s and 30s (the API server's maximum), got {0:?}")]
     AdmissionTimeout(Duration),
     #[error(
@@ -144,6 +146,9 @@ pub struct ServeArgs {
     /// Admissions answered at once; more are denied at once as retriable.
     #[arg(long, env = "IOMETE_SECRETS_MAX_IN_FLIGHT", default_value_t = 256)]
     pub max_in_flight: usize,
+    /// Connections to the admission endpoint open at once; more are closed at accept.
+    #[arg(long, env = "IOMETE_SECRETS_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
     /// How long a value read from Vault is reused (a rotated Vault value reaches new pods after
     /// at most this long); 0s disables the cache.
     #[arg(long, env = "IOMETE_SECRETS_VAULT_CACHE_TTL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -176,6 +181,7 @@ pub struct ServeConfig {
     pub secrets_v2_enabled: bool,
     pub admission_timeout: Duration,
     pub max_in_flight: usize,
+    pub max_connections: usize,
     pub vault: VaultSettings,
 }
 
@@ -199,6 +205,9 @@ impl ServeArgs {
         }
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
+        }
+        if !(1..=65536).contains(&self.max_connections) {
+            return Err(ConfigError::MaxConnections);
         }
         if self.listen == self.admin_listen {
             return Err(ConfigError::SamePort(self.listen));
@@ -231,6 +240,7 @@ impl ServeArgs {
             secrets_v2_enabled: self.secrets_v2_enabled,
             admission_timeout: timeout,
             max_in_flight: self.max_in_flight,
+            max_connections: self.max_connections,
             vault: VaultSettings {
                 store_namespace: self.store_namespace.clone(),
                 cache_ttl: self.vault_cache_ttl,
@@ -336,6 +346,7 @@ mod tests {
     #[case(&["--listen", "not-an-address"], "--listen")]
     #[case(&["--admission-timeout", "soon"], "--admission-timeout")]
     #[case(&["--max-in-flight", "0"], "--max-in-flight")]
+    #[case(&["--max-connections", "0"], "--max-connections")]
     #[case(&["--vault-timeout", "5s"], "--vault-timeout")]
     #[case(&["--vault-timeout", "10ms"], "--vault-timeout")]
     #[case(&["--vault-cache-ttl", "forever"], "--vault-cache-ttl")]

@@ -18,9 +18,14 @@ async fn main() -> anyhow::Result<()> {
                 config.client_ca.as_deref(),
             )
             .context("invalid TLS configuration")?;
-            let client = kube::Client::try_default()
+            let mut kube_config = kube::Config::infer()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
+            // kube retries 429/503/504 silently for minutes; a watch must fail fast instead, so
+            // that its cache is marked stale and rebuilt (see backends::watch).
+            kube_config.default_retry = false;
+            let client = kube::Client::try_from(kube_config)
+                .context("cannot build the Kubernetes client")?;
             server::run(config, tls, client, shutdown_signal())
                 .await
                 .context("webhook stopped")?;

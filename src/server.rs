@@ -11,22 +11,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
+use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admin::{self, AdminState, Metrics};
 use crate::admission::{Admitter, Answer, Limits, Outcome};
 use crate::backends::{Backends, KubernetesStores, VaultBackend};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
-use crate::tls::ServerTls;
+use crate::tls::{LimitedAcceptor, ServerTls};
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Request bytes held at once across all admissions; past it a request is refused (503) at
+/// once. A review's parsed forms cost about three times its size, so this bounds the memory
+/// requests can take near 100 MiB, whatever the concurrency.
+const MAX_BODY_BYTES_IN_FLIGHT: usize = 24 * 1024 * 1024;
+/// How long a connection may take from its TLS handshake to its first request, and any later
+/// request to send its headers: slow or silent clients are cut off.
+const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long in-flight admissions may take to finish after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -52,16 +61,103 @@ pub struct WebhookState {
     pub metrics: Arc<Metrics>,
 }
 
-/// Routes of the TLS admission endpoint.
-pub fn router(state: WebhookState) -> Router {
-    Router::new()
-        .route("/mutate", post(mutate))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+/// The handler's state: what it was given, and the budget of request bytes held at once.
+#[derive(Clone)]
+struct Handler {
+    state: WebhookState,
+    body_budget: Arc<Semaphore>,
 }
 
-async fn mutate(State(state): State<WebhookState>, body: Bytes) -> Response {
+/// Routes of the TLS admission endpoint.
+pub fn router(state: WebhookState) -> Router {
+    let handler = Handler {
+        state,
+        body_budget: Arc::new(Semaphore::new(MAX_BODY_BYTES_IN_FLIGHT)),
+    };
+    Router::new()
+        .route("/mutate", post(mutate))
+        .with_state(handler)
+}
+
+/// Why a request body was not read; answered with a bare HTTP status, since without a body
+/// there is no AdmissionReview (and no uid) to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum BodyError {
+    #[error("the request body is larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge,
+    #[error(
+        "the webhook holds {MAX_BODY_BYTES_IN_FLIGHT} bytes of request bodies already; retry the request"
+    )]
+    Overloaded,
+    #[error("the request body did not arrive within the admission timeout")]
+    Slow,
+    #[error("the request body could not be read")]
+    Broken,
+}
+
+impl BodyError {
+    fn status(self) -> StatusCode {
+        match self {
+            BodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            BodyError::Slow => StatusCode::REQUEST_TIMEOUT,
+            BodyError::Broken => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads the body frame by frame, holding a permit of the shared byte budget for every byte
+/// (released when the answer is sent): memory is bounded by the budget, not by how many
+/// clients send large bodies at once, and a trickled body is cut at the admission timeout.
+async fn read_body(
+    body: Body,
+    budget: &Arc<Semaphore>,
+    deadline: Duration,
+) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
+    let read = async {
+        let mut body = std::pin::pin!(body);
+        let mut bytes = Vec::new();
+        let mut held: Option<OwnedSemaphorePermit> = None;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|_| BodyError::Broken)?;
+            let Ok(data) = frame.into_data() else {
+                continue;
+            };
+            if bytes.len() + data.len() > MAX_BODY_BYTES {
+                return Err(BodyError::TooLarge);
+            }
+            let count = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
+            if count > 0 {
+                let permit = budget
+                    .clone()
+                    .try_acquire_many_owned(count)
+                    .map_err(|_| BodyError::Overloaded)?;
+                match held.as_mut() {
+                    Some(held) => held.merge(permit),
+                    None => held = Some(permit),
+                }
+            }
+            bytes.extend_from_slice(&data);
+        }
+        Ok((Bytes::from(bytes), held))
+    };
+    tokio::time::timeout(deadline, read)
+        .await
+        .unwrap_or(Err(BodyError::Slow))
+}
+
+async fn mutate(State(handler): State<Handler>, request: Request) -> Response {
     let started = Instant::now();
+    let state = &handler.state;
+    let deadline = state.admitter.limits().timeout;
+    let (body, _held) = match read_body(request.into_body(), &handler.body_budget, deadline).await {
+        Ok(read) => read,
+        Err(error) => {
+            state.metrics.observe(&Outcome::Invalid, started.elapsed());
+            tracing::warn!(%error, "admission request refused before its body was read");
+            return (error.status(), error.to_string()).into_response();
+        }
+    };
     let answer = state.admitter.review(&body).await;
     let elapsed = started.elapsed();
     state.metrics.observe(&answer.outcome, elapsed);
@@ -145,14 +241,22 @@ pub async fn run(
     let webhook_router = router(WebhookState { admitter, metrics });
 
     let handle = axum_server::Handle::new();
-    let webhook = axum_server::from_tcp(webhook_listener)
+    let mut webhook = axum_server::from_tcp(webhook_listener)
         .map_err(|source| ServerError::Bind {
             addr: config.listen,
             source,
         })?
-        .acceptor(RustlsAcceptor::new(RustlsConfig::from_config(tls.config)))
-        .handle(handle.clone())
-        .serve(webhook_router.into_make_service());
+        .acceptor(LimitedAcceptor::new(
+            RustlsAcceptor::new(RustlsConfig::from_config(tls.config)),
+            config.max_connections,
+        ))
+        .first_request_timeout(REQUEST_HEAD_TIMEOUT)
+        .handle(handle.clone());
+    webhook
+        .http_builder()
+        .http1()
+        .header_read_timeout(REQUEST_HEAD_TIMEOUT);
+    let webhook = webhook.serve(webhook_router.into_make_service());
     let admin_listener =
         tokio::net::TcpListener::from_std(admin_listener).map_err(|source| ServerError::Bind {
             addr: config.admin_listen,

@@ -204,11 +204,49 @@ impl KubernetesStores {
     }
 
     pub fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
-        let name = store.secret_name();
-        let namespace = &self.settings.store_namespace;
+        self.snapshot().read(store, key)
+    }
+
+    /// A view that reads each store at most once, so that one admission sees one version of
+    /// each store however often it is updated meanwhile.
+    pub fn snapshot(&self) -> StoreSnapshot<'_> {
+        StoreSnapshot {
+            stores: self,
+            seen: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// The stores as one admission sees them (see [`KubernetesStores::snapshot`]).
+pub struct StoreSnapshot<'a> {
+    stores: &'a KubernetesStores,
+    /// Store Secrets read so far (`None`: absent); an admission names a handful at most.
+    seen: std::sync::Mutex<Vec<(String, Option<Arc<Secret>>)>>,
+}
+
+impl StoreSnapshot<'_> {
+    fn secret(&self, name: &str) -> Option<Arc<Secret>> {
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, secret)) = seen.iter().find(|(seen_name, _)| seen_name == name) {
+            return secret.clone();
+        }
+        let namespace = &self.stores.settings.store_namespace;
         let secret = self
+            .stores
             .secrets
-            .get(&ObjectRef::new(&name).within(namespace))
+            .get(&ObjectRef::new(name).within(namespace));
+        seen.push((name.to_owned(), secret.clone()));
+        secret
+    }
+
+    pub fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
+        let name = store.secret_name();
+        let namespace = &self.stores.settings.store_namespace;
+        let secret = self
+            .secret(&name)
             .ok_or_else(|| BackendError::StoreNotFound {
                 store: name.clone(),
                 namespace: namespace.clone(),

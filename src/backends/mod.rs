@@ -108,14 +108,22 @@ pub struct Fetched {
 }
 
 impl Backends {
-    /// Fetches every secret in `secrets`, concurrently; the first failure wins.
+    /// Fetches every secret in `secrets`, concurrently; the first failure wins. All keys of one
+    /// Kubernetes store come from one version of it, even while it is being updated.
     pub async fn fetch_all(&self, secrets: &[SecretRef]) -> Result<Fetched, BackendError> {
-        let fetches = secrets.iter().map(|secret| async move {
-            let fetched = match &secret.source {
-                Source::Kubernetes(_) => self.kubernetes.fetch(secret).await?,
-                Source::Vault(_) => self.vault.fetch(secret).await?,
-            };
-            Ok::<_, BackendError>((secret.clone(), fetched.value, fetched.warning))
+        let snapshot = self.kubernetes.snapshot();
+        let fetches = secrets.iter().map(|secret| {
+            let snapshot = &snapshot;
+            async move {
+                let fetched = match &secret.source {
+                    Source::Kubernetes(store) => FetchedValue {
+                        value: snapshot.read(store, &secret.key)?,
+                        warning: None,
+                    },
+                    Source::Vault(_) => self.vault.fetch(secret).await?,
+                };
+                Ok::<_, BackendError>((secret.clone(), fetched.value, fetched.warning))
+            }
         });
         let mut fetched = Fetched::default();
         for (secret, value, warning) in try_join_all(fetches).await? {
