@@ -262,11 +262,12 @@ impl Admitter {
             );
             return Err(no_warnings(unavailable.into()));
         }
-        let namespace = request
-            .namespace
-            .as_deref()
-            .or(pod.metadata.namespace.as_deref())
-            .unwrap_or_default();
+        // The pod's own metadata.namespace is the caller's word: scope comes from the request only.
+        let namespace = request.namespace.as_deref().ok_or_else(|| {
+            no_warnings(AdmissionError::UnreadablePod(
+                "the AdmissionRequest names no namespace, so no scope can be decided".into(),
+            ))
+        })?;
         let scope = kubernetes
             .namespace_scope(namespace)
             .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))

@@ -144,7 +144,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IOMETE_SECRETS_ADMISSION_TIMEOUT", default_value = "8s", value_parser = humantime::parse_duration)]
     pub admission_timeout: Duration,
     /// Admissions answered at once; more are denied at once as retriable.
-    #[arg(long, env = "IOMETE_SECRETS_MAX_IN_FLIGHT", default_value_t = 256)]
+    #[arg(long, env = "IOMETE_SECRETS_MAX_IN_FLIGHT", default_value_t = 1024)]
     pub max_in_flight: usize,
     /// Connections to the admission endpoint open at once; more are closed at accept.
     #[arg(long, env = "IOMETE_SECRETS_MAX_CONNECTIONS", default_value_t = 1024)]

@@ -78,13 +78,48 @@ pub enum ReferenceError {
     InvalidContainers(String),
 }
 
-/// Which kind of backend holds a secret.
+/// Which kind of backend holds a secret. Read from a JSON string only (serde's derived reader
+/// would also take `{"KUBERNETES": null}`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(try_from = "String")]
 pub enum SourceType {
-    #[serde(rename = "KUBERNETES")]
     Kubernetes,
-    #[serde(rename = "VAULT")]
     Vault,
+}
+
+impl TryFrom<String> for SourceType {
+    type Error = String;
+    fn try_from(name: String) -> Result<Self, String> {
+        match name.as_str() {
+            "KUBERNETES" => Ok(SourceType::Kubernetes),
+            "VAULT" => Ok(SourceType::Vault),
+            other => Err(format!(
+                "unknown variant `{other}`, expected `KUBERNETES` or `VAULT`"
+            )),
+        }
+    }
+}
+
+/// A value read only from a JSON object. serde's derived readers also accept a struct written as
+/// a list of its fields in order, a shape the annotation format does not allow.
+struct ObjectOnly<T>(T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectOnly<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for ObjectVisitor<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        deserializer
+            .deserialize_map(ObjectVisitor(std::marker::PhantomData))
+            .map(ObjectOnly)
+    }
 }
 
 impl fmt::Display for SourceType {
@@ -248,7 +283,7 @@ impl References {
 struct RawEntry {
     key: String,
     #[serde(rename = "secretObject")]
-    secret_object: RawSecretObject,
+    secret_object: ObjectOnly<RawSecretObject>,
 }
 
 #[derive(Deserialize)]
@@ -258,7 +293,7 @@ struct RawEntry {
 )]
 struct RawSecretObject {
     key: String,
-    source: RawSource,
+    source: ObjectOnly<RawSource>,
 }
 
 #[derive(Deserialize)]
@@ -335,7 +370,10 @@ fn parse_entries(
             problem,
         };
         validate_target(&entry.key).map_err(invalid)?;
-        let RawSecretObject { key, source } = &entry.secret_object;
+        let ObjectOnly(RawSecretObject {
+            key,
+            source: ObjectOnly(source),
+        }) = &entry.secret_object;
         let key_check = match source.source_type {
             SourceType::Kubernetes => validate_secret_key(key),
             SourceType::Vault => validate_vault_key(key),
@@ -396,7 +434,7 @@ fn parse_raw_entries(value: &str) -> Result<Vec<RawEntry>, String> {
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
             let mut entries = Vec::new();
             self.0.set(Some(0));
-            while let Some(entry) = seq.next_element()? {
+            while let Some(ObjectOnly(entry)) = seq.next_element()? {
                 entries.push(entry);
                 self.0.set(Some(entries.len()));
             }
@@ -719,6 +757,10 @@ mod tests {
     #[case::id_is_a_list(ENV, r#"[@, @, {"key": "A", "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": ["finance"]}}}]"#, &["entry 2", "invalid type: sequence"])]
     #[case::secret_object_is_a_string(ENV, r#"[{"key": "A", "secretObject": "finance/k"}]"#, &["entry 0", "invalid type: string"])]
     #[case::unknown_source_type(ENV, r#"[{"key": "A", "secretObject": {"key": "k", "source": {"type": "AWS", "id": "finance"}}}]"#, &["entry 0", "unknown variant `AWS`"])]
+    #[case::entry_as_a_list(ENV, r#"[["A", ["k", ["KUBERNETES", "finance"]]]]"#, &["entry 0", "invalid type: sequence, expected a JSON object"])]
+    #[case::secret_object_as_a_list(ENV, r#"[{"key": "A", "secretObject": ["k", {"type": "KUBERNETES", "id": "finance"}]}]"#, &["entry 0", "invalid type: sequence"])]
+    #[case::source_as_a_list(ENV, r#"[{"key": "A", "secretObject": {"key": "k", "source": ["KUBERNETES", "finance"]}}]"#, &["entry 0", "invalid type: sequence"])]
+    #[case::type_as_a_map(ENV, r#"[{"key": "A", "secretObject": {"key": "k", "source": {"type": {"KUBERNETES": null}, "id": "finance"}}}]"#, &["entry 0", "invalid type: map"])]
     #[case::source_type_is_case_sensitive(ENV, r#"[{"key": "A", "secretObject": {"key": "k", "source": {"type": "kubernetes", "id": "finance"}}}]"#, &["entry 0", "unknown variant `kubernetes`"])]
     // missing and unknown fields, at every level
     #[case::missing_secret_object(ENV, r#"[{"key": "A"}]"#, &["entry 0", "missing field `secretObject`"])]

@@ -247,7 +247,10 @@ pub async fn run(
             source,
         })?
         .acceptor(LimitedAcceptor::new(
-            RustlsAcceptor::new(RustlsConfig::from_config(tls.config)),
+            // TCP_NODELAY: answers are small and latency-bound; with Nagle on, an HTTP/2 answer
+            // waited ~40 ms for the API server's delayed ACK (docs/benchmarks.md).
+            RustlsAcceptor::new(RustlsConfig::from_config(tls.config))
+                .acceptor(axum_server::accept::NoDelayAcceptor::new()),
             config.max_connections,
         ))
         .first_request_timeout(REQUEST_HEAD_TIMEOUT)

@@ -1,0 +1,292 @@
+//! In-process micro-benchmarks (divan) of the decision, for the bodies the load harness sends:
+//! the Spark 3.5 driver pod with five references and the same references in a 64-container pod.
+//!
+//! Step by step: reading the pod out of the AdmissionReview body as `admission` does, parsing
+//! the reference annotations, planning (parse + authorize + plan), rendering the patch, encoding
+//! the answer; then the whole [`Admitter::review`] over in-memory stores, allowed and denied.
+//! Run with `cargo bench --bench core` (or `scripts/bench.sh`); divan's flags pass through
+//! (`cargo bench --bench core -- --sample-count 20 plan`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use divan::Bencher;
+use iomete_secrets_webhook::admission::{Admitter, Limits};
+use iomete_secrets_webhook::injection::{self, Settings, ValueMode};
+use iomete_secrets_webhook::reference::{self, SecretRef};
+use iomete_secrets_webhook::scope::NamespaceScope;
+use k8s_openapi::api::core::v1::Pod;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use secrecy::SecretString;
+use serde_json::Value;
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{FINANCE_NAMESPACE, FINANCE_STORE, GLOBAL_STORE, MARKETING_NAMESPACE};
+
+fn main() {
+    divan::main();
+}
+
+/// The pod shapes every step is measured with.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// The recorded Spark 3.5 driver, five references (one of them Vault).
+    Driver,
+    /// The same references in each of 64 containers.
+    Pod64,
+}
+
+impl fmt::Display for Shape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Shape::Driver => "driver-5refs",
+            Shape::Pod64 => "pod-64-containers",
+        })
+    }
+}
+
+const SHAPES: [Shape; 2] = [Shape::Driver, Shape::Pod64];
+
+impl Shape {
+    fn pod_json(self) -> Value {
+        match self {
+            Shape::Driver => common::driver_pod(),
+            Shape::Pod64 => common::pod64(),
+        }
+    }
+
+    /// The pod with the Vault reference swapped for a store key, for the whole-admission
+    /// benchmark, which has no Vault server behind it.
+    fn kubernetes_only_pod_json(self) -> Value {
+        match self {
+            Shape::Driver => common::driver_pod_kubernetes_only(),
+            Shape::Pod64 => common::grown_to_64_containers(common::driver_pod_kubernetes_only()),
+        }
+    }
+
+    fn pod(self) -> Pod {
+        serde_json::from_value(self.pod_json()).expect("the fixture is a Pod")
+    }
+
+    fn body(self, pod: Value, namespace: &str) -> Vec<u8> {
+        let review = common::review(pod, namespace, "4b0c7c3e-4d1c-4a8e-9a57-1f6f6b0f2a11");
+        serde_json::to_vec(&review).expect("a review serializes")
+    }
+}
+
+fn finance_scope() -> NamespaceScope {
+    NamespaceScope {
+        name: FINANCE_NAMESPACE.into(),
+        domain: Some("finance".into()),
+        admin: false,
+    }
+}
+
+fn vault_owners() -> BTreeMap<String, String> {
+    BTreeMap::from([(common::VAULT_CONFIG.to_owned(), "finance".to_owned())])
+}
+
+fn settings() -> Settings {
+    Settings {
+        secrets_v2_enabled: true,
+    }
+}
+
+/// Every referenced value, as the backends would return them.
+fn value_of(secret: &SecretRef) -> Option<SecretString> {
+    let known: HashMap<&str, &str> = FINANCE_STORE
+        .iter()
+        .chain(GLOBAL_STORE)
+        .copied()
+        .chain([("db#password", "vault-db-password")])
+        .collect();
+    known
+        .get(secret.key.as_str())
+        .map(|value| SecretString::from(value.to_string()))
+}
+
+/// AdmissionReview body → Pod, the way `admission` reads it (through `DynamicObject`).
+#[divan::bench(args = SHAPES)]
+fn decode_review(bencher: Bencher, shape: Shape) {
+    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
+    bencher.bench(|| {
+        let review: AdmissionReview<DynamicObject> =
+            serde_json::from_slice(divan::black_box(&body)).expect("a review");
+        let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
+        let object = serde_json::to_value(request.object.expect("an object")).expect("JSON");
+        let pod: Pod = serde_json::from_value(object).expect("a Pod");
+        pod
+    });
+}
+
+/// Proposed: the body read straight into a typed `AdmissionReview<Pod>` (once the request is
+/// known to be a Pod), skipping the `DynamicObject` → `Value` → `Pod` round trip.
+#[divan::bench(args = SHAPES)]
+fn decode_review_as_pod(bencher: Bencher, shape: Shape) {
+    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
+    bencher.bench(|| {
+        let review: AdmissionReview<Pod> =
+            serde_json::from_slice(divan::black_box(&body)).expect("a review");
+        let request: AdmissionRequest<Pod> = review.try_into().expect("a request");
+        request.object.expect("a Pod")
+    });
+}
+
+/// The strict parse of the reference annotations alone.
+#[divan::bench(args = SHAPES)]
+fn parse_annotations(bencher: Bencher, shape: Shape) {
+    let pod = shape.pod();
+    let annotations = pod.metadata.annotations.expect("annotations");
+    bencher.bench(|| reference::parse_annotations(divan::black_box(&annotations)).expect("valid"));
+}
+
+/// Parse + authorize + plan.
+#[divan::bench(args = SHAPES)]
+fn plan(bencher: Bencher, shape: Shape) {
+    let (pod, scope, owners, settings) = (shape.pod(), finance_scope(), vault_owners(), settings());
+    bencher.bench(|| {
+        injection::plan(divan::black_box(&pod), &scope, &settings, &owners).expect("a plan")
+    });
+}
+
+/// Parse + authorize failing on the first reference (the pod in another domain's namespace).
+#[divan::bench(args = SHAPES)]
+fn plan_denied(bencher: Bencher, shape: Shape) {
+    let (pod, owners, settings) = (shape.pod(), vault_owners(), settings());
+    let scope = NamespaceScope {
+        name: MARKETING_NAMESPACE.into(),
+        domain: Some("marketing".into()),
+        admin: false,
+    };
+    bencher.bench(|| {
+        injection::plan(divan::black_box(&pod), &scope, &settings, &owners).expect_err("denied")
+    });
+}
+
+/// The JSON patch from a plan and the values.
+#[divan::bench(args = SHAPES)]
+fn render(bencher: Bencher, shape: Shape) {
+    let plan = injection::plan(&shape.pod(), &finance_scope(), &settings(), &vault_owners())
+        .expect("a plan");
+    bencher.bench(|| {
+        injection::render(divan::black_box(&plan), &value_of, ValueMode::Live).expect("a patch")
+    });
+}
+
+/// The rendered patch into the answer body, as `admission` and axum encode it.
+#[divan::bench(args = SHAPES)]
+fn encode_answer(bencher: Bencher, shape: Shape) {
+    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).expect("a review");
+    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
+    let plan = injection::plan(&shape.pod(), &finance_scope(), &settings(), &vault_owners())
+        .expect("a plan");
+    let rendered = injection::render(&plan, &value_of, ValueMode::Live).expect("a patch");
+    bencher.bench(|| {
+        let response = AdmissionResponse::from(divan::black_box(&request))
+            .with_patch(rendered.patch.clone())
+            .expect("a patch serializes");
+        let review = serde_json::to_value(response.into_review()).expect("JSON");
+        serde_json::to_vec(&review).expect("bytes")
+    });
+}
+
+/// Proposed: the same answer with the patch bytes set aside before the response becomes a
+/// `Value` (kube serializes `Vec<u8>` as an array of numbers, one `Value` per byte, which
+/// `admission` then replaces by the base64 string anyway).
+#[divan::bench(args = SHAPES)]
+fn encode_answer_patch_aside(bencher: Bencher, shape: Shape) {
+    use base64::Engine as _;
+    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
+    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).expect("a review");
+    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
+    let plan = injection::plan(&shape.pod(), &finance_scope(), &settings(), &vault_owners())
+        .expect("a plan");
+    let rendered = injection::render(&plan, &value_of, ValueMode::Live).expect("a patch");
+    bencher.bench(|| {
+        let mut response = AdmissionResponse::from(divan::black_box(&request))
+            .with_patch(rendered.patch.clone())
+            .expect("a patch serializes");
+        let patch = response.patch.take().expect("a patch");
+        let mut review = serde_json::to_value(response.into_review()).expect("JSON");
+        review["response"]["patch"] =
+            Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
+        serde_json::to_vec(&review).expect("bytes")
+    });
+}
+
+/// In-memory stores holding the driver's keys, and namespaces of both domains.
+fn admitter(runtime: &tokio::runtime::Runtime) -> Admitter {
+    let stores = runtime.block_on(support::stores(
+        vec![
+            support::namespace(common::STORE_NAMESPACE, None),
+            support::namespace(FINANCE_NAMESPACE, Some("finance")),
+            support::namespace(MARKETING_NAMESPACE, Some("marketing")),
+        ],
+        vec![
+            support::store("iomete-secret-store-finance", FINANCE_STORE),
+            support::store("iomete-secret-store", GLOBAL_STORE),
+        ],
+        true,
+    ));
+    // Inside the runtime: the Vault backend's cache is built for one.
+    let backends = runtime
+        .block_on(async { support::backends(stores, Vec::new(), support::vault_settings()) });
+    Admitter::new(
+        Arc::new(backends),
+        settings(),
+        Limits {
+            timeout: Duration::from_secs(8),
+            max_in_flight: 256,
+        },
+    )
+}
+
+/// The whole admission in process: body in, answer body out (the Kubernetes stores only).
+#[divan::bench(args = SHAPES)]
+fn admit(bencher: Bencher, shape: Shape) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let admitter = admitter(&runtime);
+    let body = shape.body(shape.kubernetes_only_pod_json(), FINANCE_NAMESPACE);
+    let first = runtime.block_on(admitter.review(&body));
+    assert!(
+        first.review["response"]["patch"].is_string(),
+        "{}",
+        first.review
+    );
+    bencher.bench(|| {
+        let answer = runtime.block_on(admitter.review(divan::black_box(&body)));
+        serde_json::to_vec(&answer.review).expect("bytes")
+    });
+}
+
+/// The whole admission in process, denied by the scope check.
+#[divan::bench(args = SHAPES)]
+fn admit_denied(bencher: Bencher, shape: Shape) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let admitter = admitter(&runtime);
+    let body = shape.body(shape.kubernetes_only_pod_json(), MARKETING_NAMESPACE);
+    let first = runtime.block_on(admitter.review(&body));
+    assert_eq!(
+        first.review["response"]["status"]["code"], 403,
+        "{}",
+        first.review
+    );
+    bencher.bench(|| {
+        let answer = runtime.block_on(admitter.review(divan::black_box(&body)));
+        serde_json::to_vec(&answer.review).expect("bytes")
+    });
+}
