@@ -14,7 +14,6 @@
 //! statuses it wrote.
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -29,8 +28,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{
-    BINARY, STORE_NAMESPACE, Webhook, assert_no_canary, certs, certs_of, container_env, free_port,
-    local_names, review_of, seeded_api_server, tls_client, with_env_secrets,
+    STORE_NAMESPACE, Webhook, assert_no_canary, certs, certs_of, container_env, local_names,
+    review_of, seeded_api_server, tls_client, with_env_secrets,
 };
 use crate::hostile::{
     ANSWER_BOUND, Bystander, Reply, Transcript, admit, hostile_bodies, memory_kib, post,
@@ -182,7 +181,6 @@ fn spawn_behind(
     extra_args: &[&str],
     env: &[(&str, String)],
 ) -> Webhook {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = tempfile::tempdir().unwrap();
     let bundle = certs::generate(&local_names()).unwrap();
     certs::write(&bundle, dir.path()).unwrap();
@@ -192,35 +190,18 @@ fn spawn_behind(
         fake.kubeconfig_yaml().replace(&fake.url(), &api.url()),
     )
     .unwrap();
-    let (port, admin_port) = (free_port(), free_port());
-    let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-    let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-    let child = Command::new(BINARY)
-        .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .arg("--tls-cert")
-        .arg(dir.path().join("tls.crt"))
-        .arg("--tls-key")
-        .arg(dir.path().join("tls.key"))
-        .args(["--log-format", "json"])
-        .args(extra_args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", log_level())
-        .envs(env.iter().map(|(name, value)| (name, value)))
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
-    Webhook {
-        child,
-        port,
-        admin_port,
-        client: tls_client(&bundle.ca_pem, true),
-        http1_client: tls_client(&bundle.ca_pem, false),
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let mut env = env.to_vec();
+    env.push(("RUST_LOG", log_level()));
+    Webhook::spawn_with(
         dir,
-    }
+        &cert,
+        &key,
+        &bundle.ca_pem,
+        extra_args,
+        &kubeconfig,
+        &env,
+    )
 }
 
 /// The binary's log filter: debug, as the rest of the suite, unless `IOMETE_LEAK_AUDIT_LOG`

@@ -89,9 +89,23 @@ impl Webhook {
         ca_pem: &str,
         extra_args: &[&str],
     ) -> Webhook {
+        let kubeconfig = fake.write_kubeconfig(dir.path());
+        Webhook::spawn_with(dir, cert, key, ca_pem, extra_args, &kubeconfig, &[])
+    }
+
+    /// The binary with its Kubernetes client configured by `kubeconfig`, logging at debug level
+    /// unless `env` (applied last) says otherwise.
+    fn spawn_with(
+        dir: tempfile::TempDir,
+        cert: &Path,
+        key: &Path,
+        ca_pem: &str,
+        extra_args: &[&str],
+        kubeconfig: &Path,
+        env: &[(&str, String)],
+    ) -> Webhook {
         // reqwest builds on rustls without a default provider; ours is ring, as in the binary.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let kubeconfig = fake.write_kubeconfig(dir.path());
         let (port, admin_port) = (free_port(), free_port());
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
@@ -107,6 +121,7 @@ impl Webhook {
             .args(extra_args)
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "debug")
+            .envs(env.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr)

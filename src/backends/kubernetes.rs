@@ -203,12 +203,8 @@ impl KubernetesStores {
         }
     }
 
-    pub fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
-        self.snapshot().read(store, key)
-    }
-
     /// A view that reads each store at most once, so that one admission sees one version of
-    /// each store however often it is updated meanwhile.
+    /// each store however often it is updated meanwhile. It is the Kubernetes [`SecretBackend`].
     pub fn snapshot(&self) -> StoreSnapshot<'_> {
         StoreSnapshot {
             stores: self,
@@ -242,7 +238,7 @@ impl StoreSnapshot<'_> {
         secret
     }
 
-    pub fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
+    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
         let name = store.secret_name();
         let namespace = &self.stores.settings.store_namespace;
         let secret = self
@@ -267,7 +263,7 @@ impl StoreSnapshot<'_> {
     }
 }
 
-impl SecretBackend for KubernetesStores {
+impl SecretBackend for StoreSnapshot<'_> {
     async fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
         match &secret.source {
             Source::Kubernetes(store) => Ok(FetchedValue {

@@ -116,10 +116,7 @@ impl Backends {
             let snapshot = &snapshot;
             async move {
                 let fetched = match &secret.source {
-                    Source::Kubernetes(store) => FetchedValue {
-                        value: snapshot.read(store, &secret.key)?,
-                        warning: None,
-                    },
+                    Source::Kubernetes(_) => snapshot.fetch(secret).await?,
                     Source::Vault(_) => self.vault.fetch(secret).await?,
                 };
                 Ok::<_, BackendError>((secret.clone(), fetched.value, fetched.warning))

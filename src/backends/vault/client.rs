@@ -299,16 +299,7 @@ impl VaultConnection {
                     secret_id.expose_secret(),
                 )
                 .await
-                .map_err(|error| match classify(error, "") {
-                    VaultError::PermissionDenied { detail, .. } => VaultError::LoginRefused(
-                        format!("AppRole login at auth/{}{detail}", self.target.auth_mount),
-                    ),
-                    VaultError::NotFound(_) => VaultError::LoginRefused(format!(
-                        "no AppRole auth mount at auth/{}",
-                        self.target.auth_mount
-                    )),
-                    other => other,
-                })?;
+                .map_err(|error| classify_login(error, &self.target.auth_mount))?;
                 self.metrics.logins(&self.config, 1);
                 let lease =
                     (auth.lease_duration > 0).then(|| Duration::from_secs(auth.lease_duration));
@@ -375,13 +366,6 @@ fn classify(error: ClientError, path: &str) -> VaultError {
             path: path.to_owned(),
             detail: vault_detail(&errors),
         },
-        ClientError::APIError { code: 400, errors } if path.is_empty() => {
-            // AppRole answers a bad role or secret ID with 400.
-            VaultError::PermissionDenied {
-                path: String::new(),
-                detail: vault_detail(&errors),
-            }
-        }
         ClientError::APIError { code: 503, .. } => {
             VaultError::Unavailable("Vault is sealed or in standby (503)".into())
         }
@@ -416,6 +400,23 @@ fn classify(error: ClientError, path: &str) -> VaultError {
         _ => VaultError::Unavailable(
             "Vault answered with something that is not a Vault API response".into(),
         ),
+    }
+}
+
+/// Maps a failed AppRole login: a refusal names the mount, whatever form Vault gave it in.
+fn classify_login(error: ClientError, mount: &str) -> VaultError {
+    let refused =
+        |detail: String| VaultError::LoginRefused(format!("AppRole login at auth/{mount}{detail}"));
+    match error {
+        // AppRole answers a bad role or secret ID with 400.
+        ClientError::APIError { code: 400, errors } => refused(vault_detail(&errors)),
+        other => match classify(other, "") {
+            VaultError::PermissionDenied { detail, .. } => refused(detail),
+            VaultError::NotFound(_) => {
+                VaultError::LoginRefused(format!("no AppRole auth mount at auth/{mount}"))
+            }
+            other => other,
+        },
     }
 }
 

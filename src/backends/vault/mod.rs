@@ -159,15 +159,6 @@ impl VaultBackend {
         self.inner.changed.notify_one();
     }
 
-    pub fn metrics(&self) -> &VaultMetrics {
-        &self.inner.metrics
-    }
-
-    /// How many configurations are known.
-    pub fn config_count(&self) -> usize {
-        self.inner.configs.len()
-    }
-
     async fn fetch_from(&self, config_name: &str, key: &str) -> Result<FetchedValue, BackendError> {
         let config = self
             .config(config_name)
@@ -272,11 +263,7 @@ impl VaultBackend {
                     })
                     .map(Arc::new);
                 let entry = Arc::new(Connection {
-                    identity: Identity {
-                        uid: config.metadata.uid.clone(),
-                        spec: config.spec.clone(),
-                        credentials: fingerprint,
-                    },
+                    identity: Identity::of(config, fingerprint),
                     epoch: self.inner.epochs.fetch_add(1, Ordering::Relaxed) + 1,
                     connection,
                 });
@@ -304,7 +291,8 @@ impl VaultBackend {
 
     /// What a connection for `config` would be built from now.
     fn identity(&self, name: &str, config: &VaultConfig) -> Identity {
-        identity_of(config, &self.credentials(name, config))
+        let credentials = self.credentials(name, config);
+        Identity::of(config, credentials.as_ref().ok().map(fingerprint))
     }
 
     /// The credentials `config` names, from the domain's credentials Secret.
@@ -371,15 +359,15 @@ impl VaultOwners for VaultBackend {
     }
 }
 
-fn identity_of(config: &VaultConfig, credentials: &Result<Credentials, String>) -> Identity {
-    Identity {
-        uid: config.metadata.uid.clone(),
-        spec: config.spec.clone(),
-        credentials: credentials.as_ref().ok().map(fingerprint),
-    }
-}
-
 impl Identity {
+    fn of(config: &VaultConfig, credentials: Option<[u8; 32]>) -> Self {
+        Identity {
+            uid: config.metadata.uid.clone(),
+            spec: config.spec.clone(),
+            credentials,
+        }
+    }
+
     /// Whether a connection built from `self` still serves `config` (compared in place: this
     /// runs on every Vault lookup).
     fn matches(&self, config: &VaultConfig, credentials: Option<[u8; 32]>) -> bool {

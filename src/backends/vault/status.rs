@@ -110,20 +110,17 @@ pub async fn check(backend: &VaultBackend, config: &VaultConfig) -> ReadyConditi
         Layout::FieldPerKey => target.api_path(&target.prefix),
     };
     match probed {
-        Ok(_) => ReadyCondition {
-            ready: true,
-            reason: "Connected",
-            message: format!("{login}{lifetime}; reading {scope} is permitted"),
-        },
-        Err(VaultError::NotFound(_)) if target.layout == Layout::SecretPerKey => ReadyCondition {
-            ready: true,
-            reason: "Connected",
-            message: format!("{login}{lifetime}; reading {scope} is permitted"),
-        },
-        Err(VaultError::NotFound(path)) => not_ready(
+        // FieldPerKey reads the one secret at the prefix, so it must exist; the SecretPerKey
+        // probe names a secret nobody has, and 404 means the read itself was permitted.
+        Err(VaultError::NotFound(path)) if target.layout == Layout::FieldPerKey => not_ready(
             "SecretNotFound",
             format!("{login}, but there is no secret at {path} to read fields from"),
         ),
+        Ok(_) | Err(VaultError::NotFound(_)) => ReadyCondition {
+            ready: true,
+            reason: "Connected",
+            message: format!("{login}{lifetime}; reading {scope} is permitted"),
+        },
         Err(VaultError::PermissionDenied { detail, .. }) => not_ready(
             "ReadDenied",
             format!(
