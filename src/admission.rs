@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -19,7 +20,7 @@ use kube::core::{DynamicObject, Status};
 use serde_json::Value;
 
 use crate::backends::{BackendError, Backends};
-use crate::injection::{self, InjectionError, Settings, ValueMode};
+use crate::injection::{self, InjectionError, MAX_LISTED_REFERENCES, Settings, ValueMode};
 
 /// Why an admission was not allowed as asked.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +43,10 @@ pub enum AdmissionError {
         "the secrets webhook is answering {0} admissions already; this is temporary, retry the request"
     )]
     Overloaded(usize),
+    #[error(
+        "the secrets webhook holds as many request and answer bytes as it may already; this is temporary, retry the request"
+    )]
+    ByteBudgetSpent,
 }
 
 /// The metric label and Status fields of a denial; bounded set.
@@ -64,6 +69,9 @@ impl AdmissionError {
                     (503, "ServiceUnavailable", "unavailable")
                 }
                 InjectionError::SparkConf { .. } => (400, "BadRequest", "spark_conf"),
+                InjectionError::TooManyInjections { .. } | InjectionError::PatchTooLarge => {
+                    (400, "BadRequest", "too_large")
+                }
                 InjectionError::Internal(_) => (500, "InternalError", "internal"),
                 InjectionError::Reference(_)
                 | InjectionError::Placeholder { .. }
@@ -85,7 +93,9 @@ impl AdmissionError {
                 BackendError::VaultMisconfigured { .. } => {
                     (500, "InternalError", "vault_misconfigured")
                 }
-                BackendError::Unavailable(_) | BackendError::VaultUnavailable { .. } => {
+                BackendError::Unavailable(_)
+                | BackendError::VaultUnavailable { .. }
+                | BackendError::VaultConfigChanged { .. } => {
                     (503, "ServiceUnavailable", "unavailable")
                 }
                 BackendError::WrongSource(_) => (500, "InternalError", "internal"),
@@ -93,7 +103,9 @@ impl AdmissionError {
             AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
             AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
             AdmissionError::Timeout(_) => (503, "ServiceUnavailable", "timeout"),
-            AdmissionError::Overloaded(_) => (503, "ServiceUnavailable", "overloaded"),
+            AdmissionError::Overloaded(_) | AdmissionError::ByteBudgetSpent => {
+                (503, "ServiceUnavailable", "overloaded")
+            }
         };
         DenialKind {
             code,
@@ -125,13 +137,34 @@ impl Outcome {
     }
 }
 
-/// The answer to one request: HTTP status, body, and what to log.
-#[derive(Debug)]
+/// The answer to one request: HTTP status, the serialized AdmissionReview, and what to log.
+/// No `Debug`: the body of an allowed answer holds live values.
 pub struct Answer {
     pub http_status: u16,
-    pub review: Value,
+    pub body: Vec<u8>,
     pub outcome: Outcome,
     pub log: AdmissionLog,
+    /// The request's uid and version, to deny it after all ([`Answer::too_large_to_hold`]).
+    base: Option<AdmissionResponse>,
+}
+
+impl Answer {
+    /// The same request denied as retriable, for when the answer's bytes cannot be held.
+    pub fn too_large_to_hold(mut self) -> Answer {
+        let Some(base) = self.base.take() else {
+            return self;
+        };
+        let error = AdmissionError::ByteBudgetSpent;
+        let kind = error.kind();
+        self.log.message = error.to_string();
+        let mut response = base.deny(&self.log.message);
+        response.result = Status::failure(&self.log.message, kind.reason).with_code(kind.code);
+        Answer {
+            body: review_bytes(response),
+            outcome: Outcome::Denied(kind),
+            ..self
+        }
+    }
 }
 
 /// The fields of the one log line per admission (never values).
@@ -181,8 +214,11 @@ impl Admitter {
         &self.backends
     }
 
-    /// Answers one AdmissionReview body.
+    /// Answers one AdmissionReview body. The admission timeout holds for all of it: the I/O
+    /// is cut off when it passes, and each CPU-bound step (planning, rendering, serializing)
+    /// is followed by a check, so no answer is given as allowed after its deadline.
     pub async fn review(&self, body: &[u8]) -> Answer {
+        let deadline = Instant::now() + self.limits.timeout;
         let request = match parse_review(body) {
             Ok(request) => request,
             Err(reason) => return invalid_answer(body, reason),
@@ -196,10 +232,9 @@ impl Admitter {
         let base = AdmissionResponse::from(&request);
         let decision = match self.in_flight.try_acquire() {
             Ok(_permit) => {
-                let timeout = self.limits.timeout;
-                tokio::time::timeout(timeout, self.decide(&request, &mut log))
+                tokio::time::timeout_at(deadline, self.decide(&request, &mut log, deadline))
                     .await
-                    .unwrap_or_else(|_| Err((AdmissionError::Timeout(timeout), Vec::new())))
+                    .unwrap_or_else(|_| Err((self.timeout(), Vec::new())))
             }
             Err(_) => Err((
                 AdmissionError::Overloaded(self.limits.max_in_flight),
@@ -207,9 +242,9 @@ impl Admitter {
             )),
         };
         let (response, outcome) = match decision {
-            Ok(None) => (base, Outcome::Allowed),
+            Ok(None) => (base.clone(), Outcome::Allowed),
             Ok(Some(rendered)) => {
-                let mut response = match base.with_patch(rendered.patch) {
+                let mut response = match base.clone().with_patch(rendered.patch) {
                     Ok(response) => response,
                     Err(error) => return invalid_answer(body, error.to_string()),
                 };
@@ -217,24 +252,39 @@ impl Admitter {
                 response.audit_annotations = rendered.audit_annotations.into_iter().collect();
                 (response, Outcome::Patched)
             }
-            Err((error, warnings)) => {
-                if log.references.is_empty() {
-                    log.references = requested_references(&request);
-                }
-                let kind = error.kind();
-                log.message = error.to_string();
-                let mut response = base.deny(&log.message);
-                response.result = Status::failure(&log.message, kind.reason).with_code(kind.code);
-                response.warnings = (!warnings.is_empty()).then_some(warnings);
-                (response, Outcome::Denied(kind))
-            }
+            Err((error, warnings)) => denial(base.clone(), &request, &mut log, error, warnings),
         };
+        let mut body = review_bytes(response);
+        let mut outcome = outcome;
+        if !matches!(outcome, Outcome::Denied(_)) && Instant::now() >= deadline {
+            let (response, denied) =
+                denial(base.clone(), &request, &mut log, self.timeout(), Vec::new());
+            body = review_bytes(response);
+            outcome = denied;
+        }
         Answer {
             http_status: 200,
-            review: review_json(response),
+            body,
             outcome,
             log,
+            base: Some(base),
         }
+    }
+
+    fn timeout(&self) -> AdmissionError {
+        AdmissionError::Timeout(self.limits.timeout)
+    }
+
+    /// Fails with [`AdmissionError::Timeout`] once `deadline` has passed.
+    fn check_deadline(
+        &self,
+        deadline: Instant,
+        warnings: &[String],
+    ) -> Result<(), (AdmissionError, Vec<String>)> {
+        if Instant::now() >= deadline {
+            return Err((self.timeout(), warnings.to_vec()));
+        }
+        Ok(())
     }
 
     /// `Ok(None)`: allowed untouched. `Err` carries warnings gathered before the denial.
@@ -242,6 +292,7 @@ impl Admitter {
         &self,
         request: &AdmissionRequest<DynamicObject>,
         log: &mut AdmissionLog,
+        deadline: Instant,
     ) -> Result<Option<injection::Rendered>, (AdmissionError, Vec<String>)> {
         let is_pod = request.kind.group.is_empty()
             && request.kind.version == "v1"
@@ -274,17 +325,18 @@ impl Admitter {
             .map_err(no_warnings);
         let plan = injection::plan(&pod, &scope?, &self.settings, &self.backends.vault)
             .map_err(|error| no_warnings(error.into()))?;
-        log.references = plan
-            .injected
-            .iter()
-            .map(|injected| format!("{} <- {}", injected.target, injected.secret))
-            .collect();
+        log.references = summarized(
+            plan.injected
+                .iter()
+                .map(|injected| format!("{} <- {}", injected.target, injected.secret)),
+        );
         if plan.is_noop() {
             return Ok(None);
         }
+        self.check_deadline(deadline, &plan.warnings)?;
         let fetched = self
             .backends
-            .fetch_all(&plan.needed_secrets())
+            .fetch_all(&plan.needed_secrets(), &plan.vault_grants)
             .await
             .map_err(|error| (error.into(), plan.warnings.clone()))?;
         let values = &fetched.values;
@@ -296,6 +348,7 @@ impl Admitter {
         let mut rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
             .map_err(|error| (error.into(), plan.warnings.clone()))?;
         rendered.warnings.extend(fetched.warnings);
+        self.check_deadline(deadline, &plan.warnings)?;
         Ok(Some(rendered))
     }
 }
@@ -354,6 +407,36 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     described
 }
 
+/// A denial answer, with the reason logged and the references the pod asked for listed.
+fn denial(
+    base: AdmissionResponse,
+    request: &AdmissionRequest<DynamicObject>,
+    log: &mut AdmissionLog,
+    error: AdmissionError,
+    warnings: Vec<String>,
+) -> (AdmissionResponse, Outcome) {
+    if log.references.is_empty() {
+        log.references = requested_references(request);
+    }
+    let kind = error.kind();
+    log.message = error.to_string();
+    let mut response = base.deny(&log.message);
+    response.result = Status::failure(&log.message, kind.reason).with_code(kind.code);
+    response.warnings = (!warnings.is_empty()).then_some(warnings);
+    (response, Outcome::Denied(kind))
+}
+
+/// At most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line stays
+/// short however many containers and references a pod has.
+fn summarized(entries: impl ExactSizeIterator<Item = String>) -> Vec<String> {
+    let omitted = entries.len().saturating_sub(MAX_LISTED_REFERENCES);
+    let mut listed: Vec<String> = entries.take(MAX_LISTED_REFERENCES).collect();
+    if omitted > 0 {
+        listed.push(format!("… and {omitted} more"));
+    }
+    listed
+}
+
 /// The references a denied pod asked for, for its log line (plans that fail list none).
 fn requested_references(request: &AdmissionRequest<DynamicObject>) -> Vec<String> {
     let Some(annotations) = request
@@ -374,7 +457,7 @@ fn requested_references(request: &AdmissionRequest<DynamicObject>) -> Vec<String
         .spark_conf
         .iter()
         .map(|entry| format!("spark {:?} <- {}", entry.property, entry.secret));
-    env.chain(spark).collect()
+    summarized(env.chain(spark).collect::<Vec<_>>().into_iter())
 }
 
 fn pod_display_name(pod: &Pod) -> String {
@@ -387,7 +470,7 @@ fn pod_display_name(pod: &Pod) -> String {
 
 /// The answer body. kube serializes the patch bytes as a JSON array of numbers; the API server's
 /// own encoding of `[]byte` is a base64 string, so that is what we send.
-fn review_json(mut response: AdmissionResponse) -> Value {
+fn review_bytes(mut response: AdmissionResponse) -> Vec<u8> {
     // Taken out before serializing: kube would write the bytes as a JSON array, one Value per
     // byte, only for us to replace them (docs/benchmarks.md measured that detour at 4x).
     let patch = response.patch.take().map(|bytes| BASE64.encode(bytes));
@@ -399,7 +482,7 @@ fn review_json(mut response: AdmissionResponse) -> Value {
     if let (Some(patch), Some(response)) = (patch, review.get_mut("response")) {
         response["patch"] = Value::String(patch);
     }
-    review
+    serde_json::to_vec(&review).unwrap_or_default()
 }
 
 /// HTTP 400 with an invalid AdmissionResponse, carrying the uid and version when readable.
@@ -419,8 +502,9 @@ fn invalid_answer(body: &[u8], reason: String) -> Answer {
     response.result = response.result.with_code(400);
     Answer {
         http_status: 400,
-        review: review_json(response),
+        body: review_bytes(response),
         outcome: Outcome::Invalid,
+        base: None,
         log: AdmissionLog {
             uid: uid.to_owned(),
             message: reason,

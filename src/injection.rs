@@ -8,7 +8,7 @@
 //! check that needs values (whether Spark's launcher can carry them, see [`crate::spark`]) runs
 //! in [`render`] and names the property, never the value.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
@@ -22,7 +22,9 @@ use crate::reference::{
     self, CONTAINERS_ANNOTATION, EnvSecret, INJECTED_ANNOTATION, KubernetesStore, References,
     SecretRef, Source, SparkConfSecret,
 };
-use crate::scope::{self, NamespaceScope, RequiredScope, ScopeError, VaultOwner, VaultOwners};
+use crate::scope::{
+    self, NamespaceScope, RequiredScope, ScopeError, VaultGrant, VaultOwner, VaultOwners,
+};
 use crate::spark::{self, PRINT_LAUNCH_COMMAND, SPARK_SUBMIT_OPTS, SparkConfError};
 
 /// What a dry run writes in place of every secret value.
@@ -31,6 +33,16 @@ pub const DRY_RUN_MARKER: &str = "<redacted: dry run>";
 pub const AUDIT_ANNOTATION_KEY: &str = "injected-references";
 /// At most this many warnings are returned; the API server truncates long lists anyway.
 const MAX_WARNINGS: usize = 20;
+/// Most values one pod may receive: each reference counts once for every container it is
+/// delivered to, each legacy placeholder once. Planning stops before building more, so the work
+/// and memory of one admission stay proportional to this, not to containers × references.
+pub const MAX_INJECTIONS_PER_POD: usize = 1024;
+/// Largest patch one answer may carry, in bytes of JSON. The API server stores no pod over about
+/// 1.5 MiB, so a larger patch could never succeed; rendering stops as soon as it passes this.
+pub const MAX_PATCH_BYTES: usize = 1024 * 1024;
+/// The audit annotation (and the admission log line) list at most this many references, then
+/// say how many more there were.
+pub const MAX_LISTED_REFERENCES: usize = 32;
 
 /// Cluster-wide switches that shape the decision.
 #[derive(Debug, Clone)]
@@ -73,6 +85,14 @@ pub enum InjectionError {
     },
     #[error(transparent)]
     OutOfScope(#[from] ScopeError),
+    #[error(
+        "this pod would receive {count} injected values ({counted}), more than the {MAX_INJECTIONS_PER_POD} allowed per pod; name fewer containers in {CONTAINERS_ANNOTATION} or reference fewer secrets"
+    )]
+    TooManyInjections { count: usize, counted: String },
+    #[error(
+        "the patch for this pod would be larger than the {MAX_PATCH_BYTES} bytes allowed (the API server stores no pod over about 1.5 MiB); reference fewer or smaller secrets, or name fewer containers in {CONTAINERS_ANNOTATION}"
+    )]
+    PatchTooLarge,
     /// A bug in the caller of [`render`], never the user's doing.
     #[error("internal error, please report it: {0}")]
     Internal(#[from] MissingValue),
@@ -174,6 +194,8 @@ pub struct Plan {
     pub annotations_present: bool,
     pub warnings: Vec<String>,
     pub injected: Vec<Injected>,
+    /// Each Vault configuration the references use, as it was when they were authorized.
+    pub vault_grants: BTreeMap<String, VaultGrant>,
 }
 
 impl Plan {
@@ -229,11 +251,15 @@ pub fn plan(
         ..Plan::default()
     };
 
+    // Every reference is authorized on every invocation, injected digest or not: the digest is
+    // the pod's own word, and a forged one must skip at most the injection, never the scope check.
+    if references.has_v2() {
+        plan.vault_grants = authorize_v2(&references, namespace, vault)?;
+    }
     let digest = references.digest();
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
     let mut replaced: HashSet<(ContainerList, usize, usize)> = HashSet::new();
     if v2_pending {
-        authorize_v2(&references, namespace, vault)?;
         let targets = target_containers(&containers, references.containers.as_deref())?;
         // Executors get the driver's SparkConf when they register, and their entrypoint starts
         // the JVM without spark-submit: their spark-conf references are authorized, not fetched.
@@ -242,6 +268,10 @@ pub fn plan(
         } else {
             &references.spark_conf
         };
+        let per_container = references.env.len() + spark_conf.len();
+        reserve_injections(&plan, per_container * targets.len(), || {
+            format!("{per_container} references × {} containers", targets.len())
+        })?;
         for (path, container) in targets {
             plan_env_secrets(&mut plan, &mut replaced, &path, container, &references);
             plan_spark_conf(&mut plan, &path, container, &references.env, spark_conf)?;
@@ -313,11 +343,30 @@ fn target_containers<'p>(
         .collect()
 }
 
+/// Fails when `more` injections would take the plan past [`MAX_INJECTIONS_PER_POD`]; checked
+/// before they are planned, so the cap bounds the work and not only the answer.
+fn reserve_injections(
+    plan: &Plan,
+    more: usize,
+    counted: impl FnOnce() -> String,
+) -> Result<(), InjectionError> {
+    let count = plan.injected.len() + more;
+    if count > MAX_INJECTIONS_PER_POD {
+        return Err(InjectionError::TooManyInjections {
+            count,
+            counted: counted(),
+        });
+    }
+    Ok(())
+}
+
+/// Authorizes every V2 reference; returns what each Vault configuration was authorized as.
 fn authorize_v2(
     references: &References,
     namespace: &NamespaceScope,
     vault: &dyn VaultOwners,
-) -> Result<(), InjectionError> {
+) -> Result<BTreeMap<String, VaultGrant>, InjectionError> {
+    let mut grants = BTreeMap::new();
     let entries = references
         .env
         .iter()
@@ -332,8 +381,10 @@ fn authorize_v2(
         let describe = || format!("secrets.iomete.com/{annotation} entry {target:?} ({secret})");
         match &secret.source {
             Source::Vault(config) => match vault.owner(config) {
-                VaultOwner::Domain(domain) => {
-                    scope::authorize(namespace, RequiredScope::Domain(domain), describe)?;
+                VaultOwner::Owned(grant) => {
+                    let required = RequiredScope::Domain(grant.domain.clone());
+                    scope::authorize(namespace, required, describe)?;
+                    grants.insert(config.clone(), grant);
                 }
                 VaultOwner::NoSuchConfig => {
                     return Err(InjectionError::VaultConfigNotFound {
@@ -352,7 +403,7 @@ fn authorize_v2(
             }
         }
     }
-    Ok(())
+    Ok(grants)
 }
 
 fn plan_env_secrets(
@@ -504,6 +555,12 @@ fn plan_legacy(
         let Some(template) = legacy_template(path, var)? else {
             continue;
         };
+        reserve_injections(plan, template.keys().count(), || {
+            format!(
+                "counting the legacy placeholders, up to container {:?} env {:?}",
+                path.name, var.name
+            )
+        })?;
         for key in template.keys() {
             let secret = SecretRef {
                 source: Source::Kubernetes(KubernetesStore::Global),
@@ -574,16 +631,12 @@ pub fn render(
     values: &dyn Fn(&SecretRef) -> Option<SecretString>,
     mode: ValueMode,
 ) -> Result<Rendered, InjectionError> {
-    let value_of = |secret: &SecretRef| -> Result<String, MissingValue> {
-        let value = values(secret).ok_or_else(|| MissingValue(secret.clone()))?;
-        Ok(match mode {
-            ValueMode::Live => escape_for_kubelet(value.expose_secret()).into_owned(),
-            ValueMode::DryRun => DRY_RUN_MARKER.to_owned(),
-        })
+    let mut written = WrittenValues {
+        values,
+        mode,
+        escaped: HashMap::new(),
     };
-    let env_var = |name: &str, secret: &SecretRef| -> Result<Value, MissingValue> {
-        Ok(json!({"name": name, "value": value_of(secret)?}))
-    };
+    let mut budget = PatchBudget::default();
     let mut operations = Vec::with_capacity(plan.changes.len() + 1);
     for (path, change) in &plan.changes {
         let operation = match change {
@@ -591,7 +644,7 @@ pub fn render(
                 path: path.pointer(&["env"]),
                 value: Value::Array(
                     vars.iter()
-                        .map(|(name, secret)| env_var(name, secret))
+                        .map(|(name, secret)| written.env_var(name, secret))
                         .collect::<Result<_, _>>()?,
                 ),
             }),
@@ -601,18 +654,18 @@ pub fn render(
                 secret,
             } => PatchOperation::Replace(ReplaceOperation {
                 path: path.pointer(&["env", &index.to_string()]),
-                value: env_var(name, secret)?,
+                value: written.env_var(name, secret)?,
             }),
             EnvChange::AppendVar { name, secret } => PatchOperation::Add(AddOperation {
                 path: path.pointer(&["env", "-"]),
-                value: env_var(name, secret)?,
+                value: written.env_var(name, secret)?,
             }),
             EnvChange::ReplaceValue { index, template } => {
                 let mut value = String::new();
                 for segment in &template.segments {
                     match segment {
                         Segment::Literal(text) => value.push_str(text),
-                        Segment::Secret(key) => value.push_str(&value_of(&SecretRef {
+                        Segment::Secret(key) => value.push_str(written.value(&SecretRef {
                             source: Source::Kubernetes(KubernetesStore::Global),
                             key: key.clone(),
                         })?),
@@ -647,6 +700,7 @@ pub fn render(
                 }
             }
         };
+        budget.spend(&operation)?;
         operations.push(operation);
     }
     if let Some(digest) = &plan.mark_injected {
@@ -667,6 +721,67 @@ pub fn render(
         warnings: capped_warnings(&plan.warnings),
         audit_annotations: audit_annotations(plan),
     })
+}
+
+/// The values as written into the patch, each escaped once however many containers get it.
+struct WrittenValues<'a> {
+    values: &'a dyn Fn(&SecretRef) -> Option<SecretString>,
+    mode: ValueMode,
+    escaped: HashMap<SecretRef, SecretString>,
+}
+
+impl WrittenValues<'_> {
+    fn value(&mut self, secret: &SecretRef) -> Result<&str, MissingValue> {
+        if !self.escaped.contains_key(secret) {
+            let value = (self.values)(secret).ok_or_else(|| MissingValue(secret.clone()))?;
+            let written = match self.mode {
+                ValueMode::Live => escape_for_kubelet(value.expose_secret()).into_owned(),
+                ValueMode::DryRun => DRY_RUN_MARKER.to_owned(),
+            };
+            self.escaped
+                .insert(secret.clone(), SecretString::from(written));
+        }
+        Ok(self.escaped[secret].expose_secret())
+    }
+
+    fn env_var(&mut self, name: &str, secret: &SecretRef) -> Result<Value, MissingValue> {
+        Ok(json!({"name": name, "value": self.value(secret)?}))
+    }
+}
+
+/// The bytes of patch written so far, against [`MAX_PATCH_BYTES`].
+#[derive(Default)]
+struct PatchBudget {
+    spent: usize,
+}
+
+impl PatchBudget {
+    /// Counts `operation` as serialized; fails once the patch passes the cap, so at most one
+    /// operation (itself bounded by the env limit) is built beyond it.
+    fn spend(&mut self, operation: &PatchOperation) -> Result<(), InjectionError> {
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer(&mut counter, operation)
+            .map_err(|_| InjectionError::PatchTooLarge)?;
+        self.spent += counter.0 + 1;
+        if self.spent > MAX_PATCH_BYTES {
+            return Err(InjectionError::PatchTooLarge);
+        }
+        Ok(())
+    }
+}
+
+/// Counts what is written to it and keeps nothing.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 += bytes.len();
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The `SPARK_SUBMIT_OPTS` value to write: the `-D` tokens escaped for the kubelet like every
@@ -734,9 +849,10 @@ fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
     if plan.injected.is_empty() {
         return BTreeMap::new();
     }
-    let listed: Vec<Value> = plan
+    let mut listed: Vec<Value> = plan
         .injected
         .iter()
+        .take(MAX_LISTED_REFERENCES)
         .map(|injected| {
             json!({
                 "target": injected.target,
@@ -746,6 +862,10 @@ fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
             })
         })
         .collect();
+    let omitted = plan.injected.len().saturating_sub(MAX_LISTED_REFERENCES);
+    if omitted > 0 {
+        listed.push(json!({ "omitted": omitted }));
+    }
     BTreeMap::from([(
         AUDIT_ANNOTATION_KEY.to_owned(),
         Value::Array(listed).to_string(),
@@ -766,6 +886,10 @@ mod tests {
     };
     use crate::scope::RequiredScope;
     use crate::spark::Uncarriable;
+
+    /// Round two of hardening: the caps on work and answer size, and checks a reinvocation
+    /// digest must not skip.
+    mod bounds;
 
     const ENV: &str = ENV_SECRETS_ANNOTATION;
     /// One Vault configuration, owned by domain finance.
@@ -1285,7 +1409,7 @@ mod tests {
 
     #[test]
     fn a_forged_injected_digest_only_skips_injection() {
-        let annotation = env_secrets(&[("A", "admin", "a")]);
+        let annotation = env_secrets(&[("A", "global", "a")]);
         let mut original = pod_json(
             &[(ENV, &annotation)],
             json!([{"name": "main"}]),

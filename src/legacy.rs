@@ -15,6 +15,10 @@ pub enum PlaceholderError {
     Unclosed { offset: usize },
     #[error("placeholder at byte {offset}: {problem}")]
     InvalidKey { offset: usize, problem: String },
+    #[error(
+        "placeholder at byte {offset} is inside a $(...) reference, which the kubelet keeps as written without unescaping it, so the value would not arrive intact; move the placeholder out of the $(...)"
+    )]
+    InsideReference { offset: usize },
 }
 
 /// One piece of an env value that holds placeholders.
@@ -52,6 +56,10 @@ pub fn mentions_placeholder(value: &str) -> bool {
 /// The scan follows the kubelet's escaping: `$$` is a literal `$`, so `$${secrets.k}` is text,
 /// not a placeholder. That is also what keeps an injected value (written with every `$`
 /// doubled) from being read as a placeholder when the pod comes back on reinvocation.
+///
+/// A placeholder inside the kubelet's `$(` … `)` (or after an unclosed `$(`) is refused: the
+/// kubelet keeps an unknown `$(NAME)` as written, `$$` included, and a `)` in the value would
+/// end the reference early, so no escaping could deliver the value intact.
 pub fn parse_template(value: &str) -> Result<Option<Template>, PlaceholderError> {
     if !mentions_placeholder(value) {
         return Ok(None);
@@ -60,6 +68,8 @@ pub fn parse_template(value: &str) -> Result<Option<Template>, PlaceholderError>
     let mut segments = Vec::new();
     let mut literal_start = 0;
     let mut cursor = 0;
+    // Where the kubelet's `$(` … `)` span around the cursor ends (0: not inside one).
+    let mut reference_end = 0;
     while cursor < bytes.len() {
         if bytes[cursor] != b'$' {
             cursor += 1;
@@ -69,11 +79,19 @@ pub fn parse_template(value: &str) -> Result<Option<Template>, PlaceholderError>
             cursor += 2;
             continue;
         }
+        if bytes.get(cursor + 1) == Some(&b'(') && cursor >= reference_end {
+            reference_end = value[cursor + 2..]
+                .find(')')
+                .map_or(value.len(), |close| cursor + 2 + close + 1);
+        }
         if !value[cursor..].starts_with(OPENING) {
             cursor += 1;
             continue;
         }
         let offset = cursor;
+        if offset < reference_end {
+            return Err(PlaceholderError::InsideReference { offset });
+        }
         let key_start = offset + OPENING.len();
         let key_end = value[key_start..]
             .find('}')
@@ -132,6 +150,52 @@ mod tests {
     #[case("a $${secrets.x} and $$$${secrets.y}")]
     fn values_without_placeholders_are_left_alone(#[case] value: &str) {
         assert_eq!(parse_template(value).unwrap(), None);
+    }
+
+    #[rstest]
+    #[case::whole_reference("$(${secrets.k})", 2)]
+    #[case::inside_text("pre $(X ${secrets.k} Y) post", 8)]
+    #[case::unclosed_reference("$(${secrets.k}", 2)]
+    #[case::after_a_closed_one("$(A)$(${secrets.k}", 6)]
+    #[case::second_of_two("${secrets.a} $(${secrets.k})", 15)]
+    fn placeholders_inside_a_kubelet_reference_are_refused(
+        #[case] value: &str,
+        #[case] offset: usize,
+    ) {
+        assert_eq!(
+            parse_template(value),
+            Err(PlaceholderError::InsideReference { offset })
+        );
+    }
+
+    /// Wherever a template is accepted, the kubelet delivers each value intact: what the
+    /// container sees is each literal as the kubelet expands it on its own, with the raw value
+    /// in place of each placeholder, even for a value holding `$`, `$(` and `)`.
+    #[rstest]
+    #[case("$(HOME)/${secrets.k}")]
+    #[case("$$(${secrets.k})")]
+    #[case("$(A) ${secrets.k} $(B)")]
+    #[case("x$${secrets.k}y ${secrets.k}")]
+    #[case("${secrets.k}$(HOME)")]
+    fn accepted_templates_deliver_values_intact(#[case] value: &str) {
+        use crate::expansion::{escape_for_kubelet, kubelet_expand};
+        let secret = "a)b$(HOME)$$c$";
+        let lookup = |name: &str| (name == "HOME").then(|| "/home".to_owned());
+        let template = parse_template(value).unwrap().unwrap();
+        let (mut written, mut expected) = (String::new(), String::new());
+        for segment in &template.segments {
+            match segment {
+                Segment::Literal(text) => {
+                    written.push_str(text);
+                    expected.push_str(&kubelet_expand(text, lookup));
+                }
+                Segment::Secret(_) => {
+                    written.push_str(&escape_for_kubelet(secret));
+                    expected.push_str(secret);
+                }
+            }
+        }
+        assert_eq!(kubelet_expand(&written, lookup), expected, "{value}");
     }
 
     #[rstest]

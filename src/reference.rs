@@ -5,7 +5,7 @@
 //! reference names *what* to fetch (a source kind, a store or config id, a key) and never *where*
 //! from: nothing in it can choose an address, a namespace or a path outside its store.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 
 use serde::Deserialize;
@@ -461,25 +461,28 @@ fn parse_containers(value: &str) -> Result<Vec<String>, ReferenceError> {
             value.len()
         )));
     }
+    // Linear in the annotation's size: duplicates are found through a set, and reading stops
+    // at the first name past the cap instead of splitting the whole value first.
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for name in value.split(',').map(str::trim) {
+        if names.len() == MAX_ENTRIES {
+            return Err(ReferenceError::InvalidContainers(format!(
+                "at least {} containers listed, more than the {MAX_ENTRIES} allowed",
+                MAX_ENTRIES + 1
+            )));
+        }
         if !is_dns_label(name) {
             return Err(ReferenceError::InvalidContainers(format!(
                 "{name:?} is not a container name (a DNS label); expected comma-separated names"
             )));
         }
-        if names.iter().any(|seen| seen == name) {
+        if !seen.insert(name) {
             return Err(ReferenceError::InvalidContainers(format!(
                 "container {name:?} is listed twice"
             )));
         }
         names.push(name.to_owned());
-    }
-    if names.len() > MAX_ENTRIES {
-        return Err(ReferenceError::InvalidContainers(format!(
-            "{} containers listed, more than the {MAX_ENTRIES} allowed",
-            names.len()
-        )));
     }
     Ok(names)
 }
@@ -935,6 +938,22 @@ mod tests {
         assert_eq!(parsed.containers.map(|c| c.len()), Some(256));
         let error = parse_annotations(&annotations(&[(CONTAINERS, &names(257))])).unwrap_err();
         assert!(error.to_string().contains("257 containers"), "{error}");
+    }
+
+    /// Reading stops at the first name past the cap: what follows it (here nearly 10,000 more names
+    /// and an invalid one at the very end) is never looked at, so a 64 KiB list costs no more
+    /// than 257 names.
+    #[test]
+    fn container_names_past_the_cap_are_not_read() {
+        let mut value = (0..10_000)
+            .map(|i| format!("c{i}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        value.push_str(",Not_A_Name");
+        let error = parse_annotations(&annotations(&[(CONTAINERS, &value)])).unwrap_err();
+        let message = error.to_string();
+        assert!(message.contains("257 containers"), "{message}");
+        assert!(!message.contains("Not_A_Name"), "{message}");
     }
 
     #[rstest]

@@ -68,10 +68,20 @@ pub struct ScopeError {
     pub namespace: String,
 }
 
+/// What a pod was authorized against for one Vault configuration: the configuration's uid and
+/// owning domain at the time of the decision. The fetch checks the configuration against it
+/// again, so one whose owner changed in between serves nothing to a pod authorized under the
+/// old owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VaultGrant {
+    pub domain: String,
+    pub uid: String,
+}
+
 /// What the webhook knows of the domain that owns a Vault configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VaultOwner {
-    Domain(String),
+    Owned(VaultGrant),
     /// The configurations are loaded and this one is not among them.
     NoSuchConfig,
     /// The configurations have not been loaded yet (or cannot be), so nothing can be decided.
@@ -84,11 +94,15 @@ pub trait VaultOwners {
     fn owner(&self, config: &str) -> VaultOwner;
 }
 
-/// A loaded directory: configuration name → owning domain.
+/// A loaded directory: configuration name → owning domain (each configuration's uid is its
+/// name, for tests and benchmarks).
 impl VaultOwners for std::collections::BTreeMap<String, String> {
     fn owner(&self, config: &str) -> VaultOwner {
         self.get(config).map_or(VaultOwner::NoSuchConfig, |domain| {
-            VaultOwner::Domain(domain.clone())
+            VaultOwner::Owned(VaultGrant {
+                domain: domain.clone(),
+                uid: config.to_owned(),
+            })
         })
     }
 }

@@ -25,6 +25,7 @@ use crate::admission::{Admitter, Answer, Limits, Outcome};
 use crate::backends::{Backends, KubernetesStores, VaultBackend};
 use crate::config::ServeConfig;
 use crate::injection::Settings;
+use crate::telemetry::LogSafe;
 use crate::tls::{LimitedAcceptor, ServerTls};
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
@@ -150,7 +151,7 @@ async fn mutate(State(handler): State<Handler>, request: Request) -> Response {
     let started = Instant::now();
     let state = &handler.state;
     let deadline = state.admitter.limits().timeout;
-    let (body, _held) = match read_body(request.into_body(), &handler.body_budget, deadline).await {
+    let (body, held) = match read_body(request.into_body(), &handler.body_budget, deadline).await {
         Ok(read) => read,
         Err(error) => {
             state.metrics.observe(&Outcome::Invalid, started.elapsed());
@@ -158,14 +159,73 @@ async fn mutate(State(handler): State<Handler>, request: Request) -> Response {
             return (error.status(), error.to_string()).into_response();
         }
     };
-    let answer = state.admitter.review(&body).await;
+    let mut answer = state.admitter.review(&body).await;
+    drop((body, held));
+    // The answer's bytes count against the same budget as request bodies until they are sent:
+    // a patched answer can be larger than the request it answers.
+    let reserve = |answer: &Answer| {
+        let bytes = u32::try_from(answer.body.len()).unwrap_or(u32::MAX);
+        handler
+            .body_budget
+            .clone()
+            .try_acquire_many_owned(bytes)
+            .ok()
+    };
+    let mut permit = reserve(&answer);
+    if permit.is_none() {
+        answer = answer.too_large_to_hold();
+        // A denial is a few hundred bytes; if even that cannot be budgeted, it goes out anyway.
+        permit = reserve(&answer);
+    }
     let elapsed = started.elapsed();
     state.metrics.observe(&answer.outcome, elapsed);
     log_admission(&answer, elapsed);
     let status = StatusCode::from_u16(answer.http_status).unwrap_or(StatusCode::OK);
-    (status, axum::Json(answer.review)).into_response()
+    let body = BudgetedBody {
+        bytes: Some(Bytes::from(answer.body)),
+        _permit: permit,
+    };
+    (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        Body::new(body),
+    )
+        .into_response()
 }
 
+/// An answer body that holds its share of the byte budget until it has been handed on.
+struct BudgetedBody {
+    bytes: Option<Bytes>,
+    _permit: Option<OwnedSemaphorePermit>,
+}
+
+impl http_body::Body for BudgetedBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.bytes
+                .take()
+                .map(|bytes| Ok(http_body::Frame::data(bytes))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_none()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        let length = self.bytes.as_ref().map_or(0, |bytes| bytes.len() as u64);
+        http_body::SizeHint::with_exact(length)
+    }
+}
+
+/// The one line per admission. Every field that comes from the request is escaped, so a name
+/// cannot forge or recolour log lines.
 fn log_admission(answer: &Answer, elapsed: Duration) {
     let log = &answer.log;
     let code = match &answer.outcome {
@@ -174,13 +234,13 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
         Outcome::Allowed | Outcome::Patched => 200,
     };
     tracing::info!(
-        uid = %log.uid,
-        namespace = %log.namespace,
-        pod = %log.pod,
+        uid = %LogSafe(&log.uid),
+        namespace = %LogSafe(&log.namespace),
+        pod = %LogSafe(&log.pod),
         references = ?log.references,
         decision = answer.outcome.label(),
         code,
-        reason = %log.message,
+        reason = %LogSafe(&log.message),
         dry_run = log.dry_run,
         elapsed_us = elapsed.as_micros() as u64,
         "admission"

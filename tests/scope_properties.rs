@@ -744,7 +744,8 @@ fn check(
         admitter(stores, vault, case).review(&body).await
     });
     tally.count(case, &model, expected);
-    let response = &answer.review["response"];
+    let answered: Value = serde_json::from_slice(&answer.body).expect("an AdmissionReview");
+    let response = &answered["response"];
     let allowed = response["allowed"].as_bool().unwrap_or(false);
     let code = response["status"]["code"].as_u64();
 
@@ -752,20 +753,20 @@ fn check(
         tally.escapes.fetch_add(1, Ordering::Relaxed);
         return Err(TestCaseError::fail(format!(
             "ESCAPE: allowed, the model expects {expected:?}: {}",
-            answer.review
+            answered
         )));
     }
     if !allowed && !matches!(expected, Expected::Denied(_)) {
         tally.false_denials.fetch_add(1, Ordering::Relaxed);
         return Err(TestCaseError::fail(format!(
             "FALSE DENIAL: denied, the model expects {expected:?}: {}",
-            answer.review
+            answered
         )));
     }
     prop_assert_eq!(answer.http_status, 200);
 
     // No store value outside the patch: not in the status, warnings, audit annotations, or log.
-    let mut outside = answer.review.clone();
+    let mut outside = answered.clone();
     outside["response"].as_object_mut().unwrap().remove("patch");
     let outside = format!("{outside} {:?}", answer.log);
     prop_assert!(
@@ -776,16 +777,16 @@ fn check(
 
     match expected {
         Expected::Denied(want) => {
-            prop_assert_eq!(code, Some(u64::from(want)), "{}", answer.review);
+            prop_assert_eq!(code, Some(u64::from(want)), "{}", answered);
             let message = response["status"]["message"].as_str().unwrap_or_default();
             prop_assert!(!message.is_empty(), "a denial without a message");
         }
         Expected::Untouched => {
-            prop_assert!(response.get("patch").is_none(), "{}", answer.review);
+            prop_assert!(response.get("patch").is_none(), "{}", answered);
         }
         Expected::Patched => {
             let review: Value = serde_json::from_slice(&body).unwrap();
-            check_patch(case, &model, &review, &answer.review)?
+            check_patch(case, &model, &review, &answered)?
         }
     }
     Ok(())

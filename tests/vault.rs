@@ -140,7 +140,7 @@ impl Webhook {
             .admitter
             .review(serde_json::to_vec(&review).unwrap().as_slice())
             .await;
-        (review, answer.review)
+        (review, serde_json::from_slice(&answer.body).unwrap())
     }
 }
 

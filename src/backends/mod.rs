@@ -9,13 +9,14 @@ pub mod kubernetes;
 pub mod vault;
 pub mod watch;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 
 use futures::future::try_join_all;
 use secrecy::SecretString;
 
 use crate::reference::{SecretRef, Source};
+use crate::scope::VaultGrant;
 
 pub use kubernetes::KubernetesStores;
 pub use vault::VaultBackend;
@@ -41,6 +42,10 @@ pub enum BackendError {
         "Vault configuration {config:?} was deleted while this pod was admitted; check the name or ask an administrator"
     )]
     VaultConfigGone { config: String },
+    #[error(
+        "Vault configuration {config:?} changed owner or was replaced while this pod was admitted; this is temporary, retry the request"
+    )]
+    VaultConfigChanged { config: String },
     #[error(
         "Vault configuration {config:?} cannot be used: {problem}; ask an administrator to fix it (kubectl get vaultconfig {config} shows its status)"
     )]
@@ -109,15 +114,26 @@ pub struct Fetched {
 
 impl Backends {
     /// Fetches every secret in `secrets`, concurrently; the first failure wins. All keys of one
-    /// Kubernetes store come from one version of it, even while it is being updated.
-    pub async fn fetch_all(&self, secrets: &[SecretRef]) -> Result<Fetched, BackendError> {
+    /// Kubernetes store come from one version of it, even while it is being updated. A Vault
+    /// secret is read only through the configuration its `grants` entry authorized.
+    pub async fn fetch_all(
+        &self,
+        secrets: &[SecretRef],
+        grants: &BTreeMap<String, VaultGrant>,
+    ) -> Result<Fetched, BackendError> {
         let snapshot = self.kubernetes.snapshot();
         let fetches = secrets.iter().map(|secret| {
             let snapshot = &snapshot;
             async move {
                 let fetched = match &secret.source {
                     Source::Kubernetes(_) => snapshot.fetch(secret).await?,
-                    Source::Vault(_) => self.vault.fetch(secret).await?,
+                    Source::Vault(config) => {
+                        // A Vault reference that was never authorized is a caller bug: fail closed.
+                        let grant = grants
+                            .get(config)
+                            .ok_or(BackendError::WrongSource("unauthorized VAULT"))?;
+                        self.vault.fetch(secret, grant).await?
+                    }
                 };
                 Ok::<_, BackendError>((secret.clone(), fetched.value, fetched.warning))
             }

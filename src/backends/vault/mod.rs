@@ -32,9 +32,9 @@ use self::metrics::VaultMetrics;
 use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_name};
 use super::kubernetes::KubernetesStores;
 use super::watch::follow;
-use super::{BackendError, FetchedValue, SecretBackend};
+use super::{BackendError, FetchedValue};
 use crate::reference::{SecretRef, Source};
-use crate::scope::{VaultOwner, VaultOwners};
+use crate::scope::{VaultGrant, VaultOwner, VaultOwners};
 
 /// How the Vault backend behaves.
 #[derive(Debug, Clone)]
@@ -159,12 +159,26 @@ impl VaultBackend {
         self.inner.changed.notify_one();
     }
 
-    async fn fetch_from(&self, config_name: &str, key: &str) -> Result<FetchedValue, BackendError> {
+    async fn fetch_from(
+        &self,
+        config_name: &str,
+        key: &str,
+        grant: &VaultGrant,
+    ) -> Result<FetchedValue, BackendError> {
         let config = self
             .config(config_name)
             .ok_or_else(|| BackendError::VaultConfigGone {
                 config: config_name.to_owned(),
             })?;
+        // The configuration is read again here, where its credentials are chosen: it must still
+        // be the one the pod was authorized against, or another domain's Vault could answer.
+        if config.metadata.uid.as_deref().unwrap_or_default() != grant.uid
+            || config.spec.domain != grant.domain
+        {
+            return Err(BackendError::VaultConfigChanged {
+                config: config_name.to_owned(),
+            });
+        }
         let (connection, epoch) = self.connection(&config)?;
         let target = connection.target();
         let location = target.locate(key).map_err(|error| BackendError::VaultKey {
@@ -333,13 +347,18 @@ impl VaultBackend {
     }
 }
 
-impl SecretBackend for VaultBackend {
-    /// `secret.source` names the VaultConfig, `secret.key` the key under its layout.
-    async fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
+impl VaultBackend {
+    /// `secret.source` names the VaultConfig, `secret.key` the key under its layout; `grant` is
+    /// what the configuration was when the pod was authorized against it.
+    pub async fn fetch(
+        &self,
+        secret: &SecretRef,
+        grant: &VaultGrant,
+    ) -> Result<FetchedValue, BackendError> {
         let Source::Vault(config) = &secret.source else {
             return Err(BackendError::WrongSource("KUBERNETES"));
         };
-        let outcome = self.fetch_from(config, &secret.key).await;
+        let outcome = self.fetch_from(config, &secret.key, grant).await;
         if let Err(error) = &outcome {
             self.inner.metrics.error(config, error_class(error));
         }
@@ -353,7 +372,10 @@ impl VaultOwners for VaultBackend {
             return VaultOwner::NotLoaded;
         }
         match self.config(config) {
-            Some(config) => VaultOwner::Domain(config.spec.domain.clone()),
+            Some(config) => VaultOwner::Owned(VaultGrant {
+                domain: config.spec.domain.clone(),
+                uid: config.metadata.uid.clone().unwrap_or_default(),
+            }),
             None => VaultOwner::NoSuchConfig,
         }
     }
@@ -429,7 +451,9 @@ fn error_class(error: &BackendError) -> &'static str {
         }
         BackendError::VaultPermissionDenied { .. } => "permission_denied",
         BackendError::VaultUnavailable { .. } => "unavailable",
-        BackendError::VaultConfigGone { .. } => "config_gone",
+        BackendError::VaultConfigGone { .. } | BackendError::VaultConfigChanged { .. } => {
+            "config_gone"
+        }
         _ => "misconfigured",
     }
 }

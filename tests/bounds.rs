@@ -1,0 +1,210 @@
+//! Router tests for the second hardening round: what one tenant's pod can cost the webhook
+//! (bounded work and answer, a deadline that holds for CPU-bound steps), a reinvocation digest
+//! that cannot skip authorization, and log lines a pod's names cannot forge.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::Request;
+use http_body_util::BodyExt;
+use iomete_secrets_webhook::admin::Metrics;
+use iomete_secrets_webhook::admission::{Admitter, Limits};
+use iomete_secrets_webhook::injection::{MAX_INJECTIONS_PER_POD, Settings};
+use iomete_secrets_webhook::server::{self, WebhookState};
+use rstest::rstest;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+mod support;
+use support::{STORE_NAMESPACE, fixture, namespace, review_of, store};
+
+/// A webhook router over in-memory caches: finance and marketing domains, the three stores.
+async fn router(timeout: Duration) -> axum::Router {
+    let namespaces = vec![
+        namespace("spark-jobs", Some("finance")),
+        namespace("marketing-jobs", Some("marketing")),
+        namespace("sandbox", None),
+        namespace(STORE_NAMESPACE, None),
+    ];
+    let secrets = vec![
+        store(
+            "iomete-secret-store-finance",
+            &[("k", "finance-value"), ("s3-secret-key", "driver-value")],
+        ),
+        store("iomete-secret-store", &[("g", "global-value")]),
+        store("iomete-secret-store-admin", &[("root", "admin-value")]),
+    ];
+    let stores = support::stores(namespaces, secrets, true).await;
+    let backends = support::backends(stores, Vec::new(), support::vault_settings());
+    let admitter = Admitter::new(
+        Arc::new(backends),
+        Settings {
+            secrets_v2_enabled: true,
+        },
+        Limits {
+            timeout,
+            max_in_flight: 16,
+        },
+    );
+    server::router(WebhookState {
+        admitter: Arc::new(admitter),
+        metrics: Arc::new(Metrics::new()),
+    })
+}
+
+async fn review(router: &axum::Router, review: &Value) -> Value {
+    let request = Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(Body::from(review.to_string()))
+        .unwrap();
+    let response = router.clone().oneshot(request).await.unwrap();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// A pod of `containers` containers whose env-secrets annotation names `references` variables,
+/// all from the finance store's key `k`.
+fn wide_pod(containers: usize, references: usize) -> Value {
+    let entries: Vec<Value> = (0..references)
+        .map(|i| json!({"key": format!("V{i}"), "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": "finance"}}}))
+        .collect();
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "wide",
+            "annotations": {"secrets.iomete.com/env-secrets": Value::Array(entries).to_string()},
+        },
+        "spec": {
+            "containers": (0..containers).map(|i| json!({"name": format!("c{i}"), "image": "busybox"})).collect::<Vec<_>>(),
+        },
+    })
+}
+
+fn status(answer: &Value) -> (bool, u64, String) {
+    let response = &answer["response"];
+    (
+        response["allowed"].as_bool().unwrap(),
+        response["status"]["code"].as_u64().unwrap_or(200),
+        response["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
+}
+
+/// The red team's pod: about 34 KB, 200 containers × 256 references. It produced a 10.5 MB
+/// answer; it is now refused before any of that work, with a 400 naming the cap.
+#[tokio::test]
+async fn a_pod_of_many_containers_times_references_is_refused_naming_the_cap() {
+    let router = router(Duration::from_secs(5)).await;
+    let pod = wide_pod(200, 256);
+    let answer = review(&router, &review_of(pod, "spark-jobs")).await;
+    let (allowed, code, message) = status(&answer);
+    assert!(!allowed);
+    assert_eq!(code, 400);
+    assert!(
+        message.contains(&format!("more than the {MAX_INJECTIONS_PER_POD} allowed")),
+        "{message}"
+    );
+    assert!(answer.to_string().len() < 4096, "{answer}");
+}
+
+/// The deadline holds for the whole admission: with no time at all, no pod that needs work is
+/// answered as allowed, even one whose every step is CPU-bound (in-memory stores, no I/O to
+/// time out). Before, a CPU-bound admission was answered whatever it took.
+#[tokio::test]
+async fn no_answer_is_allowed_past_the_admission_deadline() {
+    let no_time = router(Duration::ZERO).await;
+    let driver = review_of(fixture("spark/spark35-driver-pod.json"), "spark-jobs");
+    let answer = review(&no_time, &driver).await;
+    let (allowed, code, message) = status(&answer);
+    assert!(!allowed, "{answer}");
+    assert_eq!(code, 503);
+    assert!(message.contains("did not finish within"), "{message}");
+
+    let enough_time = router(Duration::from_secs(5)).await;
+    let answer = review(&enough_time, &driver).await;
+    assert!(status(&answer).0, "{answer}");
+}
+
+#[rstest]
+#[case::admin_from_a_domain("spark-jobs", "admin", "root")]
+#[case::another_domain("marketing-jobs", "finance", "k")]
+#[case::global_from_no_domain("sandbox", "global", "g")]
+#[tokio::test]
+async fn a_forged_injected_digest_is_still_authorized(
+    #[case] namespace: &str,
+    #[case] store: &str,
+    #[case] key: &str,
+) {
+    let router = router(Duration::from_secs(5)).await;
+    let annotation = json!([{"key": "X", "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": store}}}]).to_string();
+    let mut pod = fixture("spark/spark35-driver-pod.json");
+    pod["metadata"]["annotations"] = json!({"secrets.iomete.com/env-secrets": annotation});
+    // The digest an injection of these references writes, as a reinvocation would carry it.
+    let references = iomete_secrets_webhook::reference::parse_annotations(
+        &serde_json::from_value(pod["metadata"]["annotations"].clone()).unwrap(),
+    )
+    .unwrap();
+    pod["metadata"]["annotations"]["secrets.iomete.com/injected"] = json!(references.digest());
+    let answer = review(&router, &review_of(pod, namespace)).await;
+    let (allowed, code, _) = status(&answer);
+    assert!(!allowed, "{answer}");
+    assert_eq!(code, 403);
+}
+
+/// A writer the test reads back: the text log as an operator's terminal would get it.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Names are not validated yet when mutating admission runs: a newline in one used to start a
+/// forged `admission … decision="patched"` line, and ANSI escapes reached the terminal.
+#[rstest]
+#[case::pod_name(
+    "metadata",
+    "x\n2026-12-06T00:00:00Z  INFO admission decision=\"patched\""
+)]
+#[case::container_name("container", "c\n INFO admission decision=\"patched\" \u{1b}[2J")]
+#[tokio::test]
+async fn request_names_cannot_forge_text_log_lines(#[case] field: &str, #[case] name: &str) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let router = router(Duration::from_secs(5)).await;
+    let mut pod = wide_pod(1, 1);
+    match field {
+        "metadata" => pod["metadata"]["name"] = json!(name),
+        _ => pod["spec"]["containers"][0]["name"] = json!(name),
+    }
+    // Denied (marketing cannot read finance), so the message quotes the reference too.
+    let answer = review(&router, &review_of(pod.clone(), "marketing-jobs")).await;
+    assert_eq!(status(&answer).1, 403);
+    let _ = review(&router, &review_of(pod, "spark-jobs")).await;
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|line| !line.is_empty()).collect();
+    assert_eq!(lines.len(), 2, "one line per admission:\n{log}");
+    assert!(
+        lines.iter().all(|line| line.contains(" admission ")),
+        "{log}"
+    );
+    assert!(!log.contains('\u{1b}'), "{log:?}");
+}
