@@ -16,6 +16,7 @@ use iomete_secrets_webhook::expansion::kubelet_expand;
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 
+mod amplification;
 mod faults;
 mod hostile;
 #[path = "../tests/support/mod.rs"]

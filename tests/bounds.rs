@@ -2,6 +2,7 @@
 //! (bounded work and answer, a deadline that holds for CPU-bound steps), a reinvocation digest
 //! that cannot skip authorization, and log lines a pod's names cannot forge.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,7 +12,11 @@ use axum::http::Request;
 use http_body_util::BodyExt;
 use iomete_secrets_webhook::admin::Metrics;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
+use iomete_secrets_webhook::backends::BackendError;
+use iomete_secrets_webhook::backends::vault::resource::{VaultConfig, VaultConfigSpec};
 use iomete_secrets_webhook::injection::{MAX_INJECTIONS_PER_POD, Settings};
+use iomete_secrets_webhook::reference::{SecretRef, Source};
+use iomete_secrets_webhook::scope::VaultGrant;
 use iomete_secrets_webhook::server::{self, WebhookState};
 use rstest::rstest;
 use serde_json::{Value, json};
@@ -207,4 +212,69 @@ async fn request_names_cannot_forge_text_log_lines(#[case] field: &str, #[case] 
         "{log}"
     );
     assert!(!log.contains('\u{1b}'), "{log:?}");
+}
+
+/// A VaultConfig `vault-1` of `domain` with `uid`, as the watch delivers it.
+fn vault_config(domain: &str, uid: &str) -> VaultConfig {
+    let spec: VaultConfigSpec = serde_json::from_value(json!({
+        "domain": domain,
+        "host": "https://127.0.0.1:1",
+        "path": "/v1/secret/data/prefix",
+        "auth": {"method": "Token"},
+    }))
+    .unwrap();
+    let mut config = VaultConfig::new("vault-1", spec);
+    config.metadata.namespace = Some(STORE_NAMESPACE.into());
+    config.metadata.uid = Some(uid.into());
+    config
+}
+
+/// The ownership a pod was authorized against is checked again where the credentials are
+/// chosen: a VaultConfig whose owner changed, or that was deleted and recreated under the same
+/// name, between the two reads serves nothing to that pod (retriable, so the next try is
+/// authorized against the new owner). Before, the fetch took whatever the name held then.
+#[rstest]
+#[case::owner_changed(VaultGrant { domain: "marketing".into(), uid: "uid-1".into() })]
+#[case::replaced(VaultGrant { domain: "finance".into(), uid: "uid-0".into() })]
+#[tokio::test]
+async fn a_vault_configuration_changed_since_authorization_serves_nothing(
+    #[case] authorized: VaultGrant,
+) {
+    let stores = support::stores(vec![namespace(STORE_NAMESPACE, None)], Vec::new(), true).await;
+    let backends = support::backends(
+        stores,
+        vec![vault_config("finance", "uid-1")],
+        support::vault_settings(),
+    );
+    let secret = SecretRef {
+        source: Source::Vault("vault-1".into()),
+        key: "db".into(),
+    };
+    let grants = BTreeMap::from([("vault-1".to_owned(), authorized)]);
+    let error = match backends.fetch_all(&[secret.clone()], &grants).await {
+        Ok(_) => panic!("served through a configuration the pod was not authorized against"),
+        Err(error) => error,
+    };
+    assert_eq!(
+        error,
+        BackendError::VaultConfigChanged {
+            config: "vault-1".into()
+        }
+    );
+    assert!(error.to_string().contains("retry"), "{error}");
+
+    // The grant that matches goes on to the connection (here: no credentials Secret).
+    let current = VaultGrant {
+        domain: "finance".into(),
+        uid: "uid-1".into(),
+    };
+    let grants = BTreeMap::from([("vault-1".to_owned(), current)]);
+    let error = match backends.fetch_all(&[secret], &grants).await {
+        Ok(_) => panic!("no credentials exist"),
+        Err(error) => error,
+    };
+    assert!(
+        matches!(error, BackendError::VaultMisconfigured { .. }),
+        "{error}"
+    );
 }

@@ -13,7 +13,12 @@
 //! - no store value appears anywhere in the answer but in the patch, nor in the log line;
 //! - a store value appears in the patch only when the request is not a dry run, the pod asked
 //!   for it, and the namespace's scope owns its store (the model in [`cluster::may_read`]);
-//! - the patch writes only container env lists and the pod's annotations.
+//! - the patch writes only container env lists and the pod's annotations;
+//! - an allowed pod create has every one of its KUBERNETES references in the namespace's scope,
+//!   whatever `secrets.iomete.com/injected` digest it carries (a reinvocation digest never skips
+//!   authorization);
+//! - the answer and the log line are bounded by the caps plus a function of the input's size,
+//!   however many containers × references the pod multiplies.
 //!
 //! Values the input itself contains are exempt from the leak checks: echoing the request back is
 //! not a leak.
@@ -30,13 +35,14 @@ use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettin
 use iomete_secrets_webhook::backends::vault::client::Timeouts;
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
-use iomete_secrets_webhook::injection::Settings;
+use iomete_secrets_webhook::injection::{MAX_PATCH_BYTES, Settings};
+use iomete_secrets_webhook::reference::{Source, parse_annotations};
 use iomete_secrets_webhook_fuzz::cluster::{self, DOMAIN_LABEL, STORE_NAMESPACE};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::runtime::watcher::Event;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -182,7 +188,24 @@ fn check(body: &[u8], answer: &Answer) {
         .unwrap_or_default();
     // The request as text, raw and as read (a \u escape in the body is a character once read).
     let input = format!("{}\n{pod}", String::from_utf8_lossy(body));
-    let review = &answer.review;
+    // A base64 patch at the cap, plus a denial or warnings that may quote the input.
+    let answer_bound = MAX_PATCH_BYTES * 4 / 3 + 2 * body.len() + (64 << 10);
+    assert!(
+        answer.body.len() <= answer_bound,
+        "a {}-byte answer to a {}-byte request",
+        answer.body.len(),
+        body.len()
+    );
+    let log_bound = 2 * body.len() + (64 << 10);
+    let logged = format!("{:?}", answer.log);
+    assert!(
+        logged.len() <= log_bound,
+        "a {}-byte log line for a {}-byte request",
+        logged.len(),
+        body.len()
+    );
+    let review: Value = serde_json::from_slice(&answer.body).expect("the answer is JSON");
+    let review = &review;
     assert_eq!(review["kind"], "AdmissionReview", "{review}");
     assert!(
         matches!(
@@ -231,14 +254,17 @@ fn check(body: &[u8], answer: &Answer) {
     if let Some(response) = outside.get_mut("response").and_then(Value::as_object_mut) {
         response.remove("patch");
     }
-    let log = format!("{:?}", answer.log);
-    for text in [outside.to_string(), log] {
+    for text in [outside.to_string(), logged] {
         for (id, key) in cluster::markers_in(&text) {
             assert!(
                 echoed(&input, &id, &key),
                 "the value of {id}/{key} appears outside the patch: {text}"
             );
         }
+    }
+
+    if allowed && let Some(request) = &request {
+        check_every_reference_is_in_scope(request);
     }
 
     let Some(patch) = response["patch"].as_str() else {
@@ -271,6 +297,43 @@ fn check(body: &[u8], answer: &Answer) {
             cluster::requested(&pod, &id, &key),
             "the pod was given the value of {id}/{key}, which it did not ask for"
         );
+    }
+}
+
+/// An allowed pod create: every KUBERNETES reference it makes is readable from its namespace.
+fn check_every_reference_is_in_scope(request: &AdmissionRequest<DynamicObject>) {
+    let is_pod_create = request.kind.group.is_empty()
+        && request.kind.version == "v1"
+        && request.kind.kind == "Pod"
+        && request.operation == Operation::Create
+        && request.sub_resource.is_none();
+    let annotations = request
+        .object
+        .as_ref()
+        .and_then(|object| object.metadata.annotations.as_ref());
+    let (true, Some(annotations)) = (is_pod_create, annotations) else {
+        return;
+    };
+    let Ok(references) = parse_annotations(annotations) else {
+        return;
+    };
+    let secrets = references
+        .env
+        .iter()
+        .map(|entry| &entry.secret)
+        .chain(references.spark_conf.iter().map(|entry| &entry.secret));
+    for secret in secrets {
+        if let Source::Kubernetes(_) = &secret.source {
+            let namespace = request
+                .namespace
+                .as_deref()
+                .expect("an allowed pod with references names its namespace");
+            let id = secret.source.id();
+            assert!(
+                cluster::may_read(namespace, id),
+                "namespace {namespace:?} was allowed a reference to store {id:?}"
+            );
+        }
     }
 }
 
