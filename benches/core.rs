@@ -5,7 +5,8 @@
 //! the reference annotations, planning (parse + authorize + plan), rendering the patch, encoding
 //! the answer; then the whole [`Admitter::review`] over in-memory stores, allowed and denied.
 //! Run with `cargo bench --bench core` (or `scripts/bench.sh`); divan's flags pass through
-//! (`cargo bench --bench core -- --sample-count 20 plan`).
+//! (`cargo bench --bench core -- --sample-count 20 plan`). Each line also reports allocations
+//! (count and bytes) per run, from divan's counting allocator.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -29,6 +30,11 @@ mod support;
 #[path = "common/mod.rs"]
 mod common;
 use common::{FINANCE_NAMESPACE, FINANCE_STORE, GLOBAL_STORE, MARKETING_NAMESPACE};
+
+/// Counts every allocation, so each benchmark also reports allocations and bytes per run
+/// (deterministic, unlike times on a shared machine).
+#[global_allocator]
+static ALLOCATIONS: divan::AllocProfiler = divan::AllocProfiler::system();
 
 fn main() {
     divan::main();
