@@ -6,20 +6,16 @@
 //! renders the patch. Every outcome, including each error, goes through [`AdmissionError`]'s
 //! mapping to a code and reason, so the answers stay consistent.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use k8s_openapi::api::core::v1::Pod;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
-use kube::core::{DynamicObject, Status};
-use serde_json::Value;
-
 use crate::backends::{BackendError, Backends};
+use crate::pod::Pod;
+use crate::review;
 use crate::injection::{self, InjectionError, MAX_LISTED_REFERENCES, Settings, ValueMode};
 
 /// Why an admission was not allowed as asked.
@@ -144,23 +140,22 @@ pub struct Answer {
     pub body: Vec<u8>,
     pub outcome: Outcome,
     pub log: AdmissionLog,
-    /// The request's uid and version, to deny it after all ([`Answer::too_large_to_hold`]).
-    base: Option<AdmissionResponse>,
+    /// The version to answer in, to deny the request after all ([`Answer::too_large_to_hold`]).
+    api_version: &'static str,
 }
 
 impl Answer {
     /// The same request denied as retriable, for when the answer's bytes cannot be held.
     pub fn too_large_to_hold(mut self) -> Answer {
-        let Some(base) = self.base.take() else {
+        if self.outcome == Outcome::Invalid {
             return self;
-        };
+        }
         let error = AdmissionError::ByteBudgetSpent;
         let kind = error.kind();
         self.log.message = error.to_string();
-        let mut response = base.deny(&self.log.message);
-        response.result = Status::failure(&self.log.message, kind.reason).with_code(kind.code);
+        let body = denial_bytes(self.api_version, &self.log.uid, &self.log.message, kind, &[]);
         Answer {
-            body: review_bytes(response),
+            body,
             outcome: Outcome::Denied(kind),
             ..self
         }
@@ -219,20 +214,20 @@ impl Admitter {
     /// is followed by a check, so no answer is given as allowed after its deadline.
     pub async fn review(&self, body: &[u8]) -> Answer {
         let deadline = Instant::now() + self.limits.timeout;
-        let request = match parse_review(body) {
-            Ok(request) => request,
+        let received = match review::read(body) {
+            Ok(received) => received,
             Err(reason) => return invalid_answer(body, reason),
         };
+        let request = &received.request;
         let mut log = AdmissionLog {
             uid: request.uid.clone(),
             namespace: request.namespace.clone().unwrap_or_default(),
             dry_run: request.dry_run,
             ..AdmissionLog::default()
         };
-        let base = AdmissionResponse::from(&request);
         let decision = match self.in_flight.try_acquire() {
             Ok(_permit) => {
-                tokio::time::timeout_at(deadline, self.decide(&request, &mut log, deadline))
+                tokio::time::timeout_at(deadline, self.decide(request, &mut log, deadline))
                     .await
                     .unwrap_or_else(|_| Err((self.timeout(), Vec::new())))
             }
@@ -241,33 +236,39 @@ impl Admitter {
                 Vec::new(),
             )),
         };
-        let (response, outcome) = match decision {
-            Ok(None) => (base.clone(), Outcome::Allowed),
-            Ok(Some(rendered)) => {
-                let mut response = match base.clone().with_patch(rendered.patch) {
-                    Ok(response) => response,
-                    Err(error) => return invalid_answer(body, error.to_string()),
+        let version = received.api_version;
+        let (body, outcome) = match decision {
+            Ok(None) => {
+                let allowed = review::Verdict::Allowed {
+                    patch: None,
+                    audit_annotations: &BTreeMap::new(),
                 };
-                response.warnings = (!rendered.warnings.is_empty()).then_some(rendered.warnings);
-                response.audit_annotations = rendered.audit_annotations.into_iter().collect();
-                (response, Outcome::Patched)
+                (answer_bytes(version, &log.uid, allowed, &[]), Outcome::Allowed)
             }
-            Err((error, warnings)) => denial(base.clone(), &request, &mut log, error, warnings),
+            Ok(Some(rendered)) => {
+                let allowed = review::Verdict::Allowed {
+                    patch: Some(&rendered.patch),
+                    audit_annotations: &rendered.audit_annotations,
+                };
+                let body = answer_bytes(version, &log.uid, allowed, &rendered.warnings);
+                (body, Outcome::Patched)
+            }
+            Err((error, warnings)) => denial(version, request, &mut log, error, &warnings),
         };
-        let mut body = review_bytes(response);
-        let mut outcome = outcome;
-        if !matches!(outcome, Outcome::Denied(_)) && Instant::now() >= deadline {
-            let (response, denied) =
-                denial(base.clone(), &request, &mut log, self.timeout(), Vec::new());
-            body = review_bytes(response);
-            outcome = denied;
-        }
+        let (body, outcome) = if outcome != Outcome::Invalid
+            && !matches!(outcome, Outcome::Denied(_))
+            && Instant::now() >= deadline
+        {
+            denial(version, request, &mut log, self.timeout(), &[])
+        } else {
+            (body, outcome)
+        };
         Answer {
             http_status: 200,
             body,
             outcome,
             log,
-            base: Some(base),
+            api_version: version,
         }
     }
 
@@ -290,14 +291,11 @@ impl Admitter {
     /// `Ok(None)`: allowed untouched. `Err` carries warnings gathered before the denial.
     async fn decide(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
+        request: &review::Request<'_>,
         log: &mut AdmissionLog,
         deadline: Instant,
     ) -> Result<Option<injection::Rendered>, (AdmissionError, Vec<String>)> {
-        let is_pod = request.kind.group.is_empty()
-            && request.kind.version == "v1"
-            && request.kind.kind == "Pod";
-        if !is_pod || request.operation != Operation::Create || request.sub_resource.is_some() {
+        if !request.is_pod_create() {
             return Ok(None);
         }
         let no_warnings = |error: AdmissionError| (error, Vec::new());
@@ -353,33 +351,12 @@ impl Admitter {
     }
 }
 
-fn parse_review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, String> {
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body)
-        .map_err(|error| format!("not an AdmissionReview: {}", describe_json_error(&error)))?;
-    let api_version = review.types.api_version.as_str();
-    if review.types.kind != "AdmissionReview"
-        || !matches!(
-            api_version,
-            "admission.k8s.io/v1" | "admission.k8s.io/v1beta1"
-        )
-    {
-        return Err(format!(
-            "expected kind AdmissionReview in admission.k8s.io/v1 or v1beta1, got kind {:?} in {:?}",
-            review.types.kind, api_version
-        ));
-    }
-    review
-        .try_into()
-        .map_err(|_| "the AdmissionReview has no request".to_owned())
-}
-
-fn read_pod(request: &AdmissionRequest<DynamicObject>) -> Result<Pod, AdmissionError> {
+fn read_pod(request: &review::Request<'_>) -> Result<Pod, AdmissionError> {
     let object = request
         .object
-        .as_ref()
+        .filter(|object| object.get() != "null")
         .ok_or_else(|| AdmissionError::UnreadablePod("the request carries no object".into()))?;
-    serde_json::to_value(object)
-        .and_then(serde_json::from_value)
+    serde_json::from_str(object.get())
         .map_err(|error| AdmissionError::UnreadablePod(describe_json_error(&error)))
 }
 
@@ -409,21 +386,48 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
 
 /// A denial answer, with the reason logged and the references the pod asked for listed.
 fn denial(
-    base: AdmissionResponse,
-    request: &AdmissionRequest<DynamicObject>,
+    version: &'static str,
+    request: &review::Request<'_>,
     log: &mut AdmissionLog,
     error: AdmissionError,
-    warnings: Vec<String>,
-) -> (AdmissionResponse, Outcome) {
+    warnings: &[String],
+) -> (Vec<u8>, Outcome) {
     if log.references.is_empty() {
         log.references = requested_references(request);
     }
     let kind = error.kind();
     log.message = error.to_string();
-    let mut response = base.deny(&log.message);
-    response.result = Status::failure(&log.message, kind.reason).with_code(kind.code);
-    response.warnings = (!warnings.is_empty()).then_some(warnings);
-    (response, Outcome::Denied(kind))
+    let body = denial_bytes(version, &request.uid, &log.message, kind, warnings);
+    (body, Outcome::Denied(kind))
+}
+
+fn denial_bytes(
+    version: &str,
+    uid: &str,
+    message: &str,
+    kind: DenialKind,
+    warnings: &[String],
+) -> Vec<u8> {
+    let denied = review::Verdict::Denied {
+        message,
+        reason: kind.reason,
+        code: kind.code,
+    };
+    answer_bytes(version, uid, denied, warnings)
+}
+
+fn answer_bytes(
+    version: &str,
+    uid: &str,
+    verdict: review::Verdict<'_>,
+    warnings: &[String],
+) -> Vec<u8> {
+    let response = review::Response {
+        uid,
+        verdict,
+        warnings,
+    };
+    review::write(version, &response)
 }
 
 /// At most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line stays
@@ -438,12 +442,11 @@ fn summarized(entries: impl ExactSizeIterator<Item = String>) -> Vec<String> {
 }
 
 /// The references a denied pod asked for, for its log line (plans that fail list none).
-fn requested_references(request: &AdmissionRequest<DynamicObject>) -> Vec<String> {
-    let Some(annotations) = request
-        .object
-        .as_ref()
-        .and_then(|object| object.metadata.annotations.as_ref())
-    else {
+fn requested_references(request: &review::Request<'_>) -> Vec<String> {
+    let Ok(pod) = read_pod(request) else {
+        return Vec::new();
+    };
+    let Some(annotations) = pod.metadata.annotations.as_ref() else {
         return Vec::new();
     };
     let Ok(references) = crate::reference::parse_annotations(annotations) else {
@@ -468,45 +471,21 @@ fn pod_display_name(pod: &Pod) -> String {
     }
 }
 
-/// The answer body. kube serializes the patch bytes as a JSON array of numbers; the API server's
-/// own encoding of `[]byte` is a base64 string, so that is what we send.
-fn review_bytes(mut response: AdmissionResponse) -> Vec<u8> {
-    // Taken out before serializing: kube would write the bytes as a JSON array, one Value per
-    // byte, only for us to replace them (docs/benchmarks.md measured that detour at 4x).
-    let patch = response.patch.take().map(|bytes| BASE64.encode(bytes));
-    let mut review = serde_json::to_value(response.into_review()).unwrap_or_else(|error| {
-        // Serializing our own response types cannot fail in practice; answer something valid.
-        tracing::error!(%error, "cannot serialize the admission response");
-        Value::Null
-    });
-    if let (Some(patch), Some(response)) = (patch, review.get_mut("response")) {
-        response["patch"] = Value::String(patch);
-    }
-    serde_json::to_vec(&review).unwrap_or_default()
-}
-
 /// HTTP 400 with an invalid AdmissionResponse, carrying the uid and version when readable.
 fn invalid_answer(body: &[u8], reason: String) -> Answer {
-    let loose: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let mut response = AdmissionResponse::invalid(&reason);
-    let uid = loose
-        .pointer("/request/uid")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    response.uid = uid.to_owned();
-    if let Some(version @ ("admission.k8s.io/v1" | "admission.k8s.io/v1beta1")) =
-        loose.get("apiVersion").and_then(Value::as_str)
-    {
-        response.types.api_version = version.to_owned();
-    }
-    response.result = response.result.with_code(400);
+    let (version, uid) = review::salvage(body);
+    let denied = review::Verdict::Denied {
+        message: &reason,
+        reason: "InvalidRequest",
+        code: 400,
+    };
     Answer {
         http_status: 400,
-        body: review_bytes(response),
+        body: answer_bytes(version, &uid, denied, &[]),
         outcome: Outcome::Invalid,
-        base: None,
+        api_version: version,
         log: AdmissionLog {
-            uid: uid.to_owned(),
+            uid,
             message: reason,
             ..AdmissionLog::default()
         },

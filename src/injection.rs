@@ -8,24 +8,21 @@
 //! check that needs values (whether Spark's launcher can carry them, see [`crate::spark`]) runs
 //! in [`render`] and names the property, never the value.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
-use k8s_openapi::api::core::v1::{Container, EnvVar, Pod};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
-
-use crate::expansion::{escape_for_kubelet, kubelet_expand};
-use crate::legacy::{PlaceholderError, Segment, Template, parse_template};
+use crate::legacy::{PlaceholderError, Template, parse_template};
+use crate::pod::{Container, EnvVar, Pod};
 use crate::reference::{
-    self, CONTAINERS_ANNOTATION, EnvSecret, INJECTED_ANNOTATION, KubernetesStore, References,
+    self, CONTAINERS_ANNOTATION, EnvSecret, KubernetesStore, References,
     SecretRef, Source, SparkConfSecret,
 };
 use crate::scope::{
     self, NamespaceScope, RequiredScope, ScopeError, VaultGrant, VaultOwner, VaultOwners,
 };
 use crate::spark::{self, PRINT_LAUNCH_COMMAND, SPARK_SUBMIT_OPTS, SparkConfError};
+
+mod render;
+pub use render::{Rendered, ValueMode, render};
 
 /// What a dry run writes in place of every secret value.
 pub const DRY_RUN_MARKER: &str = "<redacted: dry run>";
@@ -128,10 +125,10 @@ pub struct ContainerPath {
 }
 
 impl ContainerPath {
-    fn pointer(&self, tail: &[&str]) -> PointerBuf {
-        let index = self.index.to_string();
-        let head = ["spec", self.list.field(), index.as_str()];
-        PointerBuf::from_tokens(head.iter().chain(tail).copied())
+    /// The JSON pointer of this container's `env`, followed by `tail` (which needs no escaping:
+    /// indices, `-` and `value`).
+    fn env_pointer(&self, tail: &str) -> String {
+        format!("/spec/{}/{}/env{tail}", self.list.field(), self.index)
     }
 }
 
@@ -603,286 +600,21 @@ fn legacy_template(path: &ContainerPath, var: &EnvVar) -> Result<Option<Template
     })
 }
 
-/// How values are written into the patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ValueMode {
-    /// The real value, escaped for the kubelet.
-    Live,
-    /// [`DRY_RUN_MARKER`] in place of every value.
-    DryRun,
-}
-
-/// The patch and the reviewer-facing extras for a plan.
-#[derive(Debug, Clone)]
-pub struct Rendered {
-    pub patch: Patch,
-    pub warnings: Vec<String>,
-    pub audit_annotations: BTreeMap<String, String>,
-}
-
-/// Builds the patch from a plan and the fetched values.
-///
-/// Fails with [`InjectionError::SparkConf`] when a Spark property's value cannot travel through
-/// `SPARK_SUBMIT_OPTS` (checked on the real values in a dry run too, so a dry run is refused
-/// exactly when the real request would be), and with [`InjectionError::Internal`] when `values`
-/// does not cover the plan.
-pub fn render(
-    plan: &Plan,
-    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
-    mode: ValueMode,
-) -> Result<Rendered, InjectionError> {
-    let mut written = WrittenValues {
-        values,
-        mode,
-        escaped: HashMap::new(),
-    };
-    let mut budget = PatchBudget::default();
-    let mut operations = Vec::with_capacity(plan.changes.len() + 1);
-    for (path, change) in &plan.changes {
-        let operation = match change {
-            EnvChange::CreateEnv(vars) => PatchOperation::Add(AddOperation {
-                path: path.pointer(&["env"]),
-                value: Value::Array(
-                    vars.iter()
-                        .map(|(name, secret)| written.env_var(name, secret))
-                        .collect::<Result<_, _>>()?,
-                ),
-            }),
-            EnvChange::ReplaceVar {
-                index,
-                name,
-                secret,
-            } => PatchOperation::Replace(ReplaceOperation {
-                path: path.pointer(&["env", &index.to_string()]),
-                value: written.env_var(name, secret)?,
-            }),
-            EnvChange::AppendVar { name, secret } => PatchOperation::Add(AddOperation {
-                path: path.pointer(&["env", "-"]),
-                value: written.env_var(name, secret)?,
-            }),
-            EnvChange::ReplaceValue { index, template } => {
-                let mut value = String::new();
-                for segment in &template.segments {
-                    match segment {
-                        Segment::Literal(text) => value.push_str(text),
-                        Segment::Secret(key) => value.push_str(written.value(&SecretRef {
-                            source: Source::Kubernetes(KubernetesStore::Global),
-                            key: key.clone(),
-                        })?),
-                    }
-                }
-                PatchOperation::Replace(ReplaceOperation {
-                    path: path.pointer(&["env", &index.to_string(), "value"]),
-                    value: Value::String(value),
-                })
-            }
-            EnvChange::SparkSubmitOpts {
-                placement,
-                properties,
-            } => {
-                let value = spark_submit_opts(path, placement, properties, values, mode)?;
-                let var = json!({"name": SPARK_SUBMIT_OPTS, "value": value});
-                match placement {
-                    OptionsPlacement::CreateEnv => PatchOperation::Add(AddOperation {
-                        path: path.pointer(&["env"]),
-                        value: json!([var]),
-                    }),
-                    OptionsPlacement::AppendVar => PatchOperation::Add(AddOperation {
-                        path: path.pointer(&["env", "-"]),
-                        value: var,
-                    }),
-                    OptionsPlacement::ExtendLiteral { index, .. } => {
-                        PatchOperation::Replace(ReplaceOperation {
-                            path: path.pointer(&["env", &index.to_string(), "value"]),
-                            value: Value::String(value),
-                        })
-                    }
-                }
-            }
-        };
-        budget.spend(&operation)?;
-        operations.push(operation);
-    }
-    if let Some(digest) = &plan.mark_injected {
-        operations.push(if plan.annotations_present {
-            PatchOperation::Add(AddOperation {
-                path: PointerBuf::from_tokens(["metadata", "annotations", INJECTED_ANNOTATION]),
-                value: Value::String(digest.clone()),
-            })
-        } else {
-            PatchOperation::Add(AddOperation {
-                path: PointerBuf::from_tokens(["metadata", "annotations"]),
-                value: json!({ INJECTED_ANNOTATION: digest }),
-            })
-        });
-    }
-    Ok(Rendered {
-        patch: Patch(operations),
-        warnings: capped_warnings(&plan.warnings),
-        audit_annotations: audit_annotations(plan),
-    })
-}
-
-/// The values as written into the patch, each escaped once however many containers get it.
-struct WrittenValues<'a> {
-    values: &'a dyn Fn(&SecretRef) -> Option<SecretString>,
-    mode: ValueMode,
-    escaped: HashMap<SecretRef, SecretString>,
-}
-
-impl WrittenValues<'_> {
-    fn value(&mut self, secret: &SecretRef) -> Result<&str, MissingValue> {
-        if !self.escaped.contains_key(secret) {
-            let value = (self.values)(secret).ok_or_else(|| MissingValue(secret.clone()))?;
-            let written = match self.mode {
-                ValueMode::Live => escape_for_kubelet(value.expose_secret()).into_owned(),
-                ValueMode::DryRun => DRY_RUN_MARKER.to_owned(),
-            };
-            self.escaped
-                .insert(secret.clone(), SecretString::from(written));
-        }
-        Ok(self.escaped[secret].expose_secret())
-    }
-
-    fn env_var(&mut self, name: &str, secret: &SecretRef) -> Result<Value, MissingValue> {
-        Ok(json!({"name": name, "value": self.value(secret)?}))
-    }
-}
-
-/// The bytes of patch written so far, against [`MAX_PATCH_BYTES`].
-#[derive(Default)]
-struct PatchBudget {
-    spent: usize,
-}
-
-impl PatchBudget {
-    /// Counts `operation` as serialized; fails once the patch passes the cap, so at most one
-    /// operation (itself bounded by the env limit) is built beyond it.
-    fn spend(&mut self, operation: &PatchOperation) -> Result<(), InjectionError> {
-        let mut counter = ByteCounter(0);
-        serde_json::to_writer(&mut counter, operation)
-            .map_err(|_| InjectionError::PatchTooLarge)?;
-        self.spent += counter.0 + 1;
-        if self.spent > MAX_PATCH_BYTES {
-            return Err(InjectionError::PatchTooLarge);
-        }
-        Ok(())
-    }
-}
-
-/// Counts what is written to it and keeps nothing.
-struct ByteCounter(usize);
-
-impl std::io::Write for ByteCounter {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0 += bytes.len();
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// The `SPARK_SUBMIT_OPTS` value to write: the `-D` tokens escaped for the kubelet like every
-/// value we write, after the user's literal when there is one. That literal was written for the
-/// kubelet already, so it is kept as is, not escaped again.
-fn spark_submit_opts(
-    path: &ContainerPath,
-    placement: &OptionsPlacement,
-    properties: &[(String, SecretRef)],
-    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
-    mode: ValueMode,
-) -> Result<String, InjectionError> {
-    let refuse = |source| InjectionError::SparkConf {
-        container: path.name.clone(),
-        source,
-    };
-    let fetched = properties
-        .iter()
-        .map(|(property, secret)| {
-            let value = values(secret).ok_or_else(|| MissingValue(secret.clone()))?;
-            Ok((property.as_str(), value))
-        })
-        .collect::<Result<Vec<_>, MissingValue>>()?;
-    let live = spark::encode_properties(
-        fetched
-            .iter()
-            .map(|(property, value)| (*property, value.expose_secret())),
-    )
-    .map_err(refuse)?;
-    let literal = match placement {
-        OptionsPlacement::ExtendLiteral { literal, .. } => Some(literal),
-        OptionsPlacement::CreateEnv | OptionsPlacement::AppendVar => None,
-    };
-    let seen_len = literal.map_or(0, |literal| kubelet_expand(literal, |_| None).len() + 1);
-    spark::check_options_length(seen_len + live.len()).map_err(refuse)?;
-    let tokens = match mode {
-        ValueMode::Live => live,
-        ValueMode::DryRun => spark::encode_properties(
-            properties
-                .iter()
-                .map(|(property, _)| (property.as_str(), DRY_RUN_MARKER)),
-        )
-        .map_err(refuse)?,
-    };
-    let tokens = escape_for_kubelet(&tokens);
-    Ok(match literal {
-        Some(literal) => format!("{literal} {tokens}"),
-        None => tokens.into_owned(),
-    })
-}
-
-fn capped_warnings(warnings: &[String]) -> Vec<String> {
-    if warnings.len() <= MAX_WARNINGS {
-        return warnings.to_vec();
-    }
-    let mut capped = warnings[..MAX_WARNINGS - 1].to_vec();
-    capped.push(format!(
-        "{} more warnings like the above",
-        warnings.len() - (MAX_WARNINGS - 1)
-    ));
-    capped
-}
-
-fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
-    if plan.injected.is_empty() {
-        return BTreeMap::new();
-    }
-    let mut listed: Vec<Value> = plan
-        .injected
-        .iter()
-        .take(MAX_LISTED_REFERENCES)
-        .map(|injected| {
-            json!({
-                "target": injected.target,
-                "source": injected.secret.source.source_type().to_string(),
-                "id": injected.secret.source.id(),
-                "key": injected.secret.key,
-            })
-        })
-        .collect();
-    let omitted = plan.injected.len().saturating_sub(MAX_LISTED_REFERENCES);
-    if omitted > 0 {
-        listed.push(json!({ "omitted": omitted }));
-    }
-    BTreeMap::from([(
-        AUDIT_ANNOTATION_KEY.to_owned(),
-        Value::Array(listed).to_string(),
-    )])
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use json_patch::Patch;
     use rstest::rstest;
+    use secrecy::SecretString;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::expansion::kubelet_expand;
     use crate::legacy::PlaceholderError;
     use crate::reference::{
-        ENV_SECRETS_ANNOTATION, ReferenceError, SPARK_CONF_SECRETS_ANNOTATION, parse_annotations,
+        ENV_SECRETS_ANNOTATION, INJECTED_ANNOTATION, ReferenceError,
+        SPARK_CONF_SECRETS_ANNOTATION, parse_annotations,
     };
     use crate::scope::RequiredScope;
     use crate::spark::Uncarriable;
@@ -988,7 +720,8 @@ mod tests {
         )
     }
 
-    fn apply(pod: &Value, patch: &Patch) -> Value {
+    fn apply(pod: &Value, patch: &[u8]) -> Value {
+        let patch: Patch = serde_json::from_slice(patch).expect("the patch is a JSON patch");
         let mut doc = pod.clone();
         json_patch::patch(&mut doc, &patch.0).expect("the patch applies to the pod");
         doc
@@ -1355,7 +1088,7 @@ mod tests {
             assert!(again.changes.is_empty(), "{case}");
             assert_eq!(again.mark_injected, None, "{case}");
             let rendered = render_with(&again, &values(&pairs), ValueMode::Live).unwrap();
-            assert_eq!(rendered.patch, Patch(vec![]), "{case}");
+            assert_eq!(rendered.patch, b"[]", "{case}");
         }
     }
 
@@ -1434,7 +1167,7 @@ mod tests {
         );
         let (_, rendered, patched) =
             inject(&original, &finance(), &[(domain("finance", "a"), "va")]);
-        let operations = serde_json::to_value(&rendered.patch).unwrap();
+        let operations = serde_json::from_slice::<Value>(&rendered.patch).unwrap();
         assert_eq!(
             operations.as_array().unwrap().last().unwrap(),
             &json!({
@@ -1458,7 +1191,7 @@ mod tests {
         };
         let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
         assert_eq!(
-            serde_json::to_value(&rendered.patch).unwrap(),
+            serde_json::from_slice::<Value>(&rendered.patch).unwrap(),
             json!([{"op": "add", "path": "/metadata/annotations", "value": {"secrets.iomete.com/injected": "sha256:abc"}}])
         );
         let original = pod_json(&[], json!([{"name": "main"}]), Value::Null);
@@ -1516,7 +1249,7 @@ mod tests {
         let rendered = render_with(&plan, &mixed_values(), ValueMode::DryRun).unwrap();
         let serialized = format!(
             "{} {:?} {:?}",
-            serde_json::to_string(&rendered.patch).unwrap(),
+            String::from_utf8(rendered.patch.clone()).unwrap(),
             rendered.warnings,
             rendered.audit_annotations
         );
@@ -1572,7 +1305,7 @@ mod tests {
         assert!(plan.is_noop());
         let rendered = render_with(&plan, &HashMap::new(), ValueMode::Live).unwrap();
         assert!(rendered.audit_annotations.is_empty());
-        assert_eq!(rendered.patch, Patch(vec![]));
+        assert_eq!(rendered.patch, b"[]");
     }
 
     // ---- spark-conf-secrets into SPARK_SUBMIT_OPTS ----

@@ -1,0 +1,337 @@
+//! Rendering: a plan and the fetched values in, the RFC 6902 patch out, written straight to JSON
+//! bytes under [`MAX_PATCH_BYTES`].
+//!
+//! Each value is escaped for the kubelet once per secret, however many containers receive it,
+//! and every operation is serialized from borrowed parts into one buffer; rendering stops at the
+//! first operation that takes the patch past the cap, so the work done for a pod whose patch
+//! could never be stored is bounded by the cap too.
+
+use std::collections::{BTreeMap, HashMap};
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::{
+    AUDIT_ANNOTATION_KEY, ContainerPath, DRY_RUN_MARKER, EnvChange, InjectionError,
+    MAX_LISTED_REFERENCES, MAX_PATCH_BYTES, MAX_WARNINGS, MissingValue, OptionsPlacement, Plan,
+};
+use crate::expansion::{escape_for_kubelet, kubelet_expand};
+use crate::legacy::Segment;
+use crate::reference::{INJECTED_ANNOTATION, KubernetesStore, SecretRef, Source};
+use crate::spark::{self, SPARK_SUBMIT_OPTS};
+
+/// How values are written into the patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueMode {
+    /// The real value, escaped for the kubelet.
+    Live,
+    /// [`DRY_RUN_MARKER`] in place of every value.
+    DryRun,
+}
+
+/// The patch and the reviewer-facing extras for a plan. Its `Debug` shows the patch's size
+/// only: the patch holds live values.
+pub struct Rendered {
+    /// The JSON patch, as the bytes of a JSON array of operations.
+    pub patch: Vec<u8>,
+    pub warnings: Vec<String>,
+    pub audit_annotations: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Rendered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rendered")
+            .field("patch", &format_args!("<{} bytes, redacted>", self.patch.len()))
+            .field("warnings", &self.warnings)
+            .field("audit_annotations", &self.audit_annotations)
+            .finish()
+    }
+}
+
+/// Builds the patch from a plan and the fetched values.
+///
+/// Fails with [`InjectionError::SparkConf`] when a Spark property's value cannot travel through
+/// `SPARK_SUBMIT_OPTS` (checked on the real values in a dry run too, so a dry run is refused
+/// exactly when the real request would be), with [`InjectionError::PatchTooLarge`] past
+/// [`MAX_PATCH_BYTES`], and with [`InjectionError::Internal`] when `values` does not cover the
+/// plan.
+pub fn render(
+    plan: &Plan,
+    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
+    mode: ValueMode,
+) -> Result<Rendered, InjectionError> {
+    let mut written = WrittenValues {
+        values,
+        mode,
+        escaped: HashMap::new(),
+    };
+    let mut patch = PatchWriter::default();
+    for (path, change) in &plan.changes {
+        match change {
+            EnvChange::CreateEnv(vars) => {
+                let vars = vars
+                    .iter()
+                    .map(|(name, secret)| Ok((name.as_str(), written.value(secret)?)))
+                    .collect::<Result<Vec<_>, MissingValue>>()?;
+                let vars: Vec<EnvVarOut<'_>> = vars
+                    .iter()
+                    .map(|(name, value)| EnvVarOut {
+                        name,
+                        value: value.expose_secret(),
+                    })
+                    .collect();
+                patch.add(&path.env_pointer(""), &vars)?;
+            }
+            EnvChange::ReplaceVar {
+                index,
+                name,
+                secret,
+            } => {
+                let value = written.value(secret)?;
+                let var = EnvVarOut {
+                    name,
+                    value: value.expose_secret(),
+                };
+                patch.replace(&path.env_pointer(&format!("/{index}")), &var)?;
+            }
+            EnvChange::AppendVar { name, secret } => {
+                let value = written.value(secret)?;
+                let var = EnvVarOut {
+                    name,
+                    value: value.expose_secret(),
+                };
+                patch.add(&path.env_pointer("/-"), &var)?;
+            }
+            EnvChange::ReplaceValue { index, template } => {
+                let mut value = String::new();
+                for segment in &template.segments {
+                    match segment {
+                        Segment::Literal(text) => value.push_str(text),
+                        Segment::Secret(key) => {
+                            let secret = SecretRef {
+                                source: Source::Kubernetes(KubernetesStore::Global),
+                                key: key.clone(),
+                            };
+                            value.push_str(written.value(&secret)?.expose_secret());
+                        }
+                    }
+                    if value.len() > MAX_PATCH_BYTES {
+                        return Err(InjectionError::PatchTooLarge);
+                    }
+                }
+                let value = SecretString::from(value);
+                let pointer = path.env_pointer(&format!("/{index}/value"));
+                patch.replace(&pointer, value.expose_secret())?;
+            }
+            EnvChange::SparkSubmitOpts {
+                placement,
+                properties,
+            } => {
+                let value = spark_submit_opts(path, placement, properties, values, mode)?;
+                let var = EnvVarOut {
+                    name: SPARK_SUBMIT_OPTS,
+                    value: value.expose_secret(),
+                };
+                match placement {
+                    OptionsPlacement::CreateEnv => patch.add(&path.env_pointer(""), &[var])?,
+                    OptionsPlacement::AppendVar => patch.add(&path.env_pointer("/-"), &var)?,
+                    OptionsPlacement::ExtendLiteral { index, .. } => {
+                        let pointer = path.env_pointer(&format!("/{index}/value"));
+                        patch.replace(&pointer, var.value)?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(digest) = &plan.mark_injected {
+        if plan.annotations_present {
+            // RFC 6901: the `/` in the annotation's name is written `~1`.
+            let pointer = format!(
+                "/metadata/annotations/{}",
+                INJECTED_ANNOTATION.replace('~', "~0").replace('/', "~1")
+            );
+            patch.add(&pointer, digest)?;
+        } else {
+            let annotations = BTreeMap::from([(INJECTED_ANNOTATION, digest)]);
+            patch.add("/metadata/annotations", &annotations)?;
+        }
+    }
+    Ok(Rendered {
+        patch: patch.finish(),
+        warnings: capped_warnings(&plan.warnings),
+        audit_annotations: audit_annotations(plan),
+    })
+}
+
+/// An env entry as the patch writes it.
+#[derive(Serialize)]
+struct EnvVarOut<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+/// One RFC 6902 operation, serialized from borrowed parts.
+#[derive(Serialize)]
+struct Operation<'a, V: Serialize + ?Sized> {
+    op: &'static str,
+    path: &'a str,
+    value: &'a V,
+}
+
+/// The patch's bytes so far, against [`MAX_PATCH_BYTES`].
+#[derive(Default)]
+struct PatchWriter {
+    bytes: Vec<u8>,
+}
+
+impl PatchWriter {
+    fn add<V: Serialize + ?Sized>(&mut self, path: &str, value: &V) -> Result<(), InjectionError> {
+        self.push("add", path, value)
+    }
+
+    fn replace<V: Serialize + ?Sized>(
+        &mut self,
+        path: &str,
+        value: &V,
+    ) -> Result<(), InjectionError> {
+        self.push("replace", path, value)
+    }
+
+    /// Appends one operation; fails once the patch passes the cap, so at most one operation
+    /// (itself bounded by the env limit) is written beyond it.
+    fn push<V: Serialize + ?Sized>(
+        &mut self,
+        op: &'static str,
+        path: &str,
+        value: &V,
+    ) -> Result<(), InjectionError> {
+        self.bytes.push(if self.bytes.is_empty() { b'[' } else { b',' });
+        let operation = Operation { op, path, value };
+        serde_json::to_writer(&mut self.bytes, &operation)
+            .map_err(|_| InjectionError::PatchTooLarge)?;
+        if self.bytes.len() > MAX_PATCH_BYTES {
+            return Err(InjectionError::PatchTooLarge);
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.bytes.is_empty() {
+            self.bytes.push(b'[');
+        }
+        self.bytes.push(b']');
+        self.bytes
+    }
+}
+
+/// The values as written into the patch, each escaped once however many containers get it.
+struct WrittenValues<'a> {
+    values: &'a dyn Fn(&SecretRef) -> Option<SecretString>,
+    mode: ValueMode,
+    escaped: HashMap<SecretRef, SecretString>,
+}
+
+impl WrittenValues<'_> {
+    fn value(&mut self, secret: &SecretRef) -> Result<SecretString, MissingValue> {
+        if let Some(written) = self.escaped.get(secret) {
+            return Ok(written.clone());
+        }
+        let value = (self.values)(secret).ok_or_else(|| MissingValue(secret.clone()))?;
+        let written = SecretString::from(match self.mode {
+            ValueMode::Live => escape_for_kubelet(value.expose_secret()).into_owned(),
+            ValueMode::DryRun => DRY_RUN_MARKER.to_owned(),
+        });
+        self.escaped.insert(secret.clone(), written.clone());
+        Ok(written)
+    }
+}
+
+/// The `SPARK_SUBMIT_OPTS` value to write: the `-D` tokens escaped for the kubelet like every
+/// value we write, after the user's literal when there is one. That literal was written for the
+/// kubelet already, so it is kept as is, not escaped again.
+fn spark_submit_opts(
+    path: &ContainerPath,
+    placement: &OptionsPlacement,
+    properties: &[(String, SecretRef)],
+    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
+    mode: ValueMode,
+) -> Result<SecretString, InjectionError> {
+    let refuse = |source| InjectionError::SparkConf {
+        container: path.name.clone(),
+        source,
+    };
+    let fetched = properties
+        .iter()
+        .map(|(property, secret)| {
+            let value = values(secret).ok_or_else(|| MissingValue(secret.clone()))?;
+            Ok((property.as_str(), value))
+        })
+        .collect::<Result<Vec<_>, MissingValue>>()?;
+    let live = spark::encode_properties(
+        fetched
+            .iter()
+            .map(|(property, value)| (*property, value.expose_secret())),
+    )
+    .map_err(refuse)?;
+    let literal = match placement {
+        OptionsPlacement::ExtendLiteral { literal, .. } => Some(literal),
+        OptionsPlacement::CreateEnv | OptionsPlacement::AppendVar => None,
+    };
+    let seen_len = literal.map_or(0, |literal| kubelet_expand(literal, |_| None).len() + 1);
+    spark::check_options_length(seen_len + live.len()).map_err(refuse)?;
+    let tokens = match mode {
+        ValueMode::Live => live,
+        ValueMode::DryRun => spark::encode_properties(
+            properties
+                .iter()
+                .map(|(property, _)| (property.as_str(), DRY_RUN_MARKER)),
+        )
+        .map_err(refuse)?,
+    };
+    let tokens = escape_for_kubelet(&tokens);
+    Ok(SecretString::from(match literal {
+        Some(literal) => format!("{literal} {tokens}"),
+        None => tokens.into_owned(),
+    }))
+}
+
+fn capped_warnings(warnings: &[String]) -> Vec<String> {
+    if warnings.len() <= MAX_WARNINGS {
+        return warnings.to_vec();
+    }
+    let mut capped = warnings[..MAX_WARNINGS - 1].to_vec();
+    capped.push(format!(
+        "{} more warnings like the above",
+        warnings.len() - (MAX_WARNINGS - 1)
+    ));
+    capped
+}
+
+fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
+    if plan.injected.is_empty() {
+        return BTreeMap::new();
+    }
+    let mut listed: Vec<Value> = plan
+        .injected
+        .iter()
+        .take(MAX_LISTED_REFERENCES)
+        .map(|injected| {
+            json!({
+                "target": injected.target,
+                "source": injected.secret.source.source_type().to_string(),
+                "id": injected.secret.source.id(),
+                "key": injected.secret.key,
+            })
+        })
+        .collect();
+    let omitted = plan.injected.len().saturating_sub(MAX_LISTED_REFERENCES);
+    if omitted > 0 {
+        listed.push(json!({ "omitted": omitted }));
+    }
+    BTreeMap::from([(
+        AUDIT_ANNOTATION_KEY.to_owned(),
+        Value::Array(listed).to_string(),
+    )])
+}
+
