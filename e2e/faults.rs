@@ -1423,6 +1423,9 @@ async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
     );
 }
 
+/// A 256 MiB KV answer is refused with the cap's message within the admission timeout, and
+/// barely moves the peak RSS (read whole, it cost up to 516 MiB and 7 s). The answer declares
+/// its length; `tests/vault.rs` covers answers that do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_answer_of_any_size_costs_bounded_memory() {
     let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
