@@ -1,9 +1,10 @@
 //! In-process micro-benchmarks (divan) of the decision, for the bodies the load harness sends:
 //! the Spark 3.5 driver pod with five references and the same references in a 64-container pod.
 //!
-//! Step by step: reading the pod out of the AdmissionReview body as `admission` does, parsing
-//! the reference annotations, planning (parse + authorize + plan), rendering the patch, encoding
-//! the answer; then the whole [`Admitter::review`] over in-memory stores, allowed and denied.
+//! Step by step: reading the pod out of the AdmissionReview body as `admission` does (beside the
+//! way it did before and the baseline's parse into `Value`), parsing the reference annotations,
+//! planning (parse + authorize + plan), rendering the patch, encoding the answer; then the whole
+//! [`Admitter::review`] over in-memory stores, allowed and denied.
 //! Run with `cargo bench --bench core` (or `scripts/bench.sh`); divan's flags pass through
 //! (`cargo bench --bench core -- --sample-count 20 plan`). Each line also reports allocations
 //! (count and bytes) per run, from divan's counting allocator.
@@ -16,11 +17,12 @@ use std::time::Duration;
 use divan::Bencher;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::injection::{self, Settings, ValueMode};
+use iomete_secrets_webhook::pod::Pod;
 use iomete_secrets_webhook::reference::{self, SecretRef};
+use iomete_secrets_webhook::review;
 use iomete_secrets_webhook::scope::NamespaceScope;
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
+use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use secrecy::SecretString;
 use serde_json::Value;
 
@@ -118,30 +120,40 @@ fn value_of(secret: &SecretRef) -> Option<SecretString> {
         .map(|value| SecretString::from(value.to_string()))
 }
 
-/// AdmissionReview body → Pod, the way `admission` reads it (through `DynamicObject`).
+/// AdmissionReview body → Pod, the way `admission` reads it: the envelope with the object left
+/// raw, then the pod's decision fields.
 #[divan::bench(args = SHAPES)]
 fn decode_review(bencher: Bencher, shape: Shape) {
+    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
+    bencher.bench(|| {
+        let received = review::read(divan::black_box(&body)).expect("a review");
+        let object = received.request.object.expect("an object");
+        serde_json::from_str::<Pod>(object.get()).expect("a Pod")
+    });
+}
+
+/// The way `admission` read it before: kube's `AdmissionReview<DynamicObject>`, then
+/// `DynamicObject` → `Value` → the full k8s-openapi `Pod` (kept to compare in one run).
+#[divan::bench(args = SHAPES)]
+fn decode_review_before(bencher: Bencher, shape: Shape) {
     let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
     bencher.bench(|| {
         let review: AdmissionReview<DynamicObject> =
             serde_json::from_slice(divan::black_box(&body)).expect("a review");
         let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
         let object = serde_json::to_value(request.object.expect("an object")).expect("JSON");
-        let pod: Pod = serde_json::from_value(object).expect("a Pod");
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(object).expect("a Pod");
         pod
     });
 }
 
-/// Proposed: the body read straight into a typed `AdmissionReview<Pod>` (once the request is
-/// known to be a Pod), skipping the `DynamicObject` → `Value` → `Pod` round trip.
+/// The baseline's work: the body parsed into `serde_json::Value` and the uid read.
 #[divan::bench(args = SHAPES)]
-fn decode_review_as_pod(bencher: Bencher, shape: Shape) {
+fn decode_review_as_value(bencher: Bencher, shape: Shape) {
     let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
     bencher.bench(|| {
-        let review: AdmissionReview<Pod> =
-            serde_json::from_slice(divan::black_box(&body)).expect("a review");
-        let request: AdmissionRequest<Pod> = review.try_into().expect("a request");
-        request.object.expect("a Pod")
+        let review: Value = serde_json::from_slice(divan::black_box(&body)).expect("JSON");
+        review["request"]["uid"].as_str().map(str::len)
     });
 }
 
@@ -186,45 +198,22 @@ fn render(bencher: Bencher, shape: Shape) {
     });
 }
 
-/// The rendered patch into the answer body, as `admission` and axum encode it.
+/// The rendered patch into the answer body, as `admission` writes it.
 #[divan::bench(args = SHAPES)]
 fn encode_answer(bencher: Bencher, shape: Shape) {
-    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).expect("a review");
-    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
     let plan = injection::plan(&shape.pod(), &finance_scope(), &settings(), &vault_owners())
         .expect("a plan");
     let rendered = injection::render(&plan, &value_of, ValueMode::Live).expect("a patch");
     bencher.bench(|| {
-        let response = AdmissionResponse::from(divan::black_box(&request))
-            .with_patch(rendered.patch.clone())
-            .expect("a patch serializes");
-        let review = serde_json::to_value(response.into_review()).expect("JSON");
-        serde_json::to_vec(&review).expect("bytes")
-    });
-}
-
-/// Proposed: the same answer with the patch bytes set aside before the response becomes a
-/// `Value` (kube serializes `Vec<u8>` as an array of numbers, one `Value` per byte, which
-/// `admission` then replaces by the base64 string anyway).
-#[divan::bench(args = SHAPES)]
-fn encode_answer_patch_aside(bencher: Bencher, shape: Shape) {
-    use base64::Engine as _;
-    let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
-    let review: AdmissionReview<DynamicObject> = serde_json::from_slice(&body).expect("a review");
-    let request: AdmissionRequest<DynamicObject> = review.try_into().expect("a request");
-    let plan = injection::plan(&shape.pod(), &finance_scope(), &settings(), &vault_owners())
-        .expect("a plan");
-    let rendered = injection::render(&plan, &value_of, ValueMode::Live).expect("a patch");
-    bencher.bench(|| {
-        let mut response = AdmissionResponse::from(divan::black_box(&request))
-            .with_patch(rendered.patch.clone())
-            .expect("a patch serializes");
-        let patch = response.patch.take().expect("a patch");
-        let mut review = serde_json::to_value(response.into_review()).expect("JSON");
-        review["response"]["patch"] =
-            Value::String(base64::engine::general_purpose::STANDARD.encode(patch));
-        serde_json::to_vec(&review).expect("bytes")
+        let response = review::Response {
+            uid: "4b0c7c3e-4d1c-4a8e-9a57-1f6f6b0f2a11",
+            verdict: review::Verdict::Allowed {
+                patch: Some(divan::black_box(&rendered.patch)),
+                audit_annotations: &rendered.audit_annotations,
+            },
+            warnings: &rendered.warnings,
+        };
+        review::write("admission.k8s.io/v1", &response)
     });
 }
 

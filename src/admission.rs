@@ -14,9 +14,9 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::backends::{BackendError, Backends};
+use crate::injection::{self, InjectionError, MAX_LISTED_REFERENCES, Settings, ValueMode};
 use crate::pod::Pod;
 use crate::review;
-use crate::injection::{self, InjectionError, MAX_LISTED_REFERENCES, Settings, ValueMode};
 
 /// Why an admission was not allowed as asked.
 #[derive(Debug, thiserror::Error)]
@@ -153,7 +153,13 @@ impl Answer {
         let error = AdmissionError::ByteBudgetSpent;
         let kind = error.kind();
         self.log.message = error.to_string();
-        let body = denial_bytes(self.api_version, &self.log.uid, &self.log.message, kind, &[]);
+        let body = denial_bytes(
+            self.api_version,
+            &self.log.uid,
+            &self.log.message,
+            kind,
+            &[],
+        );
         Answer {
             body,
             outcome: Outcome::Denied(kind),
@@ -243,7 +249,10 @@ impl Admitter {
                     patch: None,
                     audit_annotations: &BTreeMap::new(),
                 };
-                (answer_bytes(version, &log.uid, allowed, &[]), Outcome::Allowed)
+                (
+                    answer_bytes(version, &log.uid, allowed, &[]),
+                    Outcome::Allowed,
+                )
             }
             Ok(Some(rendered)) => {
                 let allowed = review::Verdict::Allowed {

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashSet};
 use crate::legacy::{PlaceholderError, Template, parse_template};
 use crate::pod::{Container, EnvVar, Pod};
 use crate::reference::{
-    self, CONTAINERS_ANNOTATION, EnvSecret, KubernetesStore, References,
-    SecretRef, Source, SparkConfSecret,
+    self, CONTAINERS_ANNOTATION, EnvSecret, KubernetesStore, References, SecretRef, Source,
+    SparkConfSecret,
 };
 use crate::scope::{
     self, NamespaceScope, RequiredScope, ScopeError, VaultGrant, VaultOwner, VaultOwners,
@@ -613,8 +613,8 @@ mod tests {
     use crate::expansion::kubelet_expand;
     use crate::legacy::PlaceholderError;
     use crate::reference::{
-        ENV_SECRETS_ANNOTATION, INJECTED_ANNOTATION, ReferenceError,
-        SPARK_CONF_SECRETS_ANNOTATION, parse_annotations,
+        ENV_SECRETS_ANNOTATION, INJECTED_ANNOTATION, ReferenceError, SPARK_CONF_SECRETS_ANNOTATION,
+        parse_annotations,
     };
     use crate::scope::RequiredScope;
     use crate::spark::Uncarriable;

@@ -1,24 +1,17 @@
 //! Logging setup: structured `tracing` output as text or JSON, filtered by `RUST_LOG`.
 //!
 //! The default filter is `info`; admissions are logged one line each by the server. Secret
-//! values never reach a log call, so no level exposes them; the Vault client crates are silenced.
+//! values never reach a log call, so no level exposes them: the Vault client is the webhook's
+//! own and logs nothing of its requests, and reqwest and hyper under it log neither header
+//! values nor bodies.
 
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-/// Crates whose own events are silenced whatever `RUST_LOG` says: vaultrs and rustify log each
-/// Vault call's errors (our own log line says it better) and, at trace level, request details.
-const SILENCED: [&str; 2] = ["vaultrs=off", "rustify=off"];
-
 /// Installs the global subscriber; a second call is a no-op (tests may call it repeatedly).
 pub fn init(format: LogFormat) {
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    for directive in SILENCED {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -4,7 +4,11 @@
 
 use std::path::Path;
 
-const DOCUMENTS: [&str; 3] = ["SECURITY.md", "docs/robustness.md", "docs/robustness-e2e.md"];
+const DOCUMENTS: [&str; 3] = [
+    "SECURITY.md",
+    "docs/robustness.md",
+    "docs/robustness-e2e.md",
+];
 
 /// Every `` `path.rs::name` `` and `` `path.rs` `` cited in `text`.
 fn citations(text: &str) -> Vec<(String, Option<String>)> {

@@ -911,3 +911,465 @@ fn kubectl_get_vaultconfigs(fake: &FakeApiServer) -> Result<String, std::io::Err
     );
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
+
+/// The token the webhook sends to [`EchoVault`], which puts it back into its error bodies.
+const TOKEN_CANARY: &str = "s.token-canary-7f3a";
+/// Text in every error body [`EchoVault`] sends.
+const BODY_CANARY: &str = "vault-error-body-canary";
+/// A KV answer five times the webhook's cap.
+const OVERSIZE: usize = 5 << 20;
+/// The webhook's caps: a KV v2 read answer, an auth answer (login, lookup, renewal).
+const KV_CAP: usize = 1 << 20;
+const AUTH_CAP: usize = 64 << 10;
+
+/// A Vault stand-in for what real OpenBao cannot be made to do: echo the request's headers
+/// (the `X-Vault-Token` among them) in its error bodies, as some proxies in front of a Vault
+/// do, and answer reads of any size with any framing. What it does is chosen by the path
+/// (`/v1/secret/data/<mode>/...`, `/v1/auth/<mode>/login`) or, for token lookups, by the
+/// token (`...-<mode>`).
+struct EchoVault {
+    address: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for EchoVault {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl EchoVault {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .unwrap();
+        let address = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(echo_answer(stream));
+            }
+        });
+        EchoVault { address, task }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// A Token VaultConfig spec of domain finance reading below `/v1/secret/data/{prefix}`.
+    fn spec(&self, prefix: &str, method: &str, auth_mount: Option<&str>) -> Value {
+        let mut spec = json!({
+            "domain": "finance",
+            "host": self.url(),
+            "path": format!("/v1/secret/data/{prefix}"),
+            "auth": {"method": method},
+        });
+        if let Some(mount) = auth_mount {
+            spec["auth"]["mount"] = json!(mount);
+        }
+        spec
+    }
+}
+
+/// Answers one request on `stream` as its path and token ask, then closes.
+async fn echo_answer(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let end = loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let header = |name: &str| {
+        text.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    // Read the request's body (a login's), so that closing after the answer is a clean close.
+    let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap_or(0));
+    let mut body = head.len() - end;
+    while body < length {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => body += n,
+        }
+    }
+    let path = text
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let token = header("x-vault-token").unwrap_or_default();
+    let mode = if path == "/v1/auth/token/lookup-self" {
+        token.rsplit('-').next().unwrap_or_default().to_owned()
+    } else if let Some(mount) = path
+        .strip_prefix("/v1/auth/")
+        .and_then(|rest| rest.strip_suffix("/login"))
+    {
+        mount.to_owned()
+    } else if path == "/v1/auth/token/renew-self" {
+        "renew".to_owned()
+    } else {
+        let rest = path.strip_prefix("/v1/secret/data/").unwrap_or_default();
+        rest.split('/').next().unwrap_or_default().to_owned()
+    };
+    // What an echoing proxy says: the token first, so that a bounded quote still holds it.
+    let echo = format!(
+        "{BODY_CANARY}: permission denied; x-vault-token={token}; request: {}",
+        text.replace(['\r', '\n'], " ")
+    );
+    let json_errors = json!({"errors": [echo]}).to_string();
+    let kv_answer = |value_len: usize| {
+        let value = "A".repeat(value_len);
+        let metadata = json!({"created_time": "2026-01-01T00:00:00Z", "custom_metadata": null, "deletion_time": "", "destroyed": false, "version": 1});
+        envelope(
+            json!({"data": {"value": value}, "metadata": metadata}),
+            Value::Null,
+        )
+    };
+    // A KV answer of exactly `total` bytes.
+    let kv_of_size = |total: usize| {
+        let overhead = kv_answer(0).len();
+        kv_answer(total - overhead)
+    };
+    let sized = |status: &str, content_type: &str, body: &str| {
+        format!(
+            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let chunked = |body: &str| {
+        let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n".to_vec();
+        for piece in body.as_bytes().chunks(16 << 10) {
+            out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            out.extend_from_slice(piece);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"0\r\n\r\n");
+        out
+    };
+    let response = match mode.as_str() {
+        "echo403" => sized("403 Forbidden", "application/json", &json_errors),
+        "echo500" => sized(
+            "500 Internal Server Error",
+            "application/json",
+            &json_errors,
+        ),
+        "echo400" => sized("400 Bad Request", "application/json", &json_errors),
+        "echo502" => sized("502 Bad Gateway", "text/plain", &echo),
+        "lookup403" => sized("403 Forbidden", "application/json", &json_errors),
+        "hugelookup" | "hugelogin" => chunked(&kv_of_size(AUTH_CAP + 1)),
+        "approle" | "renew" => sized("200 OK", "application/json", &auth_answer()),
+        "huge" => sized("200 OK", "application/json", &kv_of_size(OVERSIZE)),
+        "chunked" => chunked(&kv_of_size(OVERSIZE)),
+        "overbyone" => chunked(&kv_of_size(KV_CAP + 1)),
+        "atcap" => chunked(&kv_of_size(KV_CAP)),
+        "unframed" => {
+            // No Content-Length, no chunking: the body ends when the connection does.
+            let mut out =
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nconnection: close\r\n\r\n"
+                    .to_vec();
+            out.extend_from_slice(kv_of_size(OVERSIZE).as_bytes());
+            out
+        }
+        "understated" => {
+            // A Content-Length far below the body: HTTP framing ends the answer there.
+            let mut out = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 64\r\nconnection: close\r\n\r\n".to_vec();
+            out.extend_from_slice(kv_of_size(OVERSIZE).as_bytes());
+            out
+        }
+        _ => sized("200 OK", "application/json", &lookup_answer()),
+    };
+    let _ = stream.write_all(&response).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A login or renewal answer, shaped as OpenBao's.
+fn auth_answer() -> String {
+    let auth = json!({
+        "client_token": format!("{TOKEN_CANARY}-ok"), "accessor": "a", "policies": ["default"],
+        "token_policies": ["default"], "metadata": {}, "lease_duration": 3600, "renewable": true,
+        "entity_id": "e", "token_type": "service", "orphan": true,
+    });
+    envelope(Value::Null, auth)
+}
+
+/// A token lookup answer, shaped as OpenBao's, for a token that does not expire.
+fn lookup_answer() -> String {
+    let data = json!({
+        "accessor": "a", "creation_time": 1, "creation_ttl": 0, "display_name": "token",
+        "entity_id": "", "expire_time": null, "explicit_max_ttl": 0, "id": "i", "meta": null,
+        "num_uses": 0, "orphan": true, "path": "auth/token/create", "policies": ["default"],
+        "ttl": 0, "type": "service",
+    });
+    envelope(data, Value::Null)
+}
+
+/// The envelope of every successful Vault answer.
+fn envelope(data: Value, auth: Value) -> String {
+    json!({
+        "request_id": "r", "lease_id": "", "renewable": false, "lease_duration": 0,
+        "data": data, "wrap_info": null, "warnings": null, "auth": auth,
+    })
+    .to_string()
+}
+
+/// A connection of its own to `vault`, as the backend builds one.
+fn echo_connection(
+    vault: &EchoVault,
+    prefix: &str,
+    credentials: iomete_secrets_webhook::backends::vault::client::Credentials,
+    auth_mount: Option<&str>,
+) -> iomete_secrets_webhook::backends::vault::client::VaultConnection {
+    use iomete_secrets_webhook::backends::vault::client::VaultConnection;
+    use iomete_secrets_webhook::backends::vault::resource::VaultTarget;
+    let method = match credentials {
+        iomete_secrets_webhook::backends::vault::client::Credentials::Token(_) => "Token",
+        _ => "AppRole",
+    };
+    let spec: VaultConfigSpec =
+        serde_json::from_value(vault.spec(prefix, method, auth_mount)).unwrap();
+    VaultConnection::new(
+        VaultTarget::from_spec(&spec).unwrap(),
+        credentials,
+        settings().timeouts,
+        VaultMetrics::default(),
+        "echo".into(),
+    )
+    .unwrap()
+}
+
+fn token(value: &str) -> iomete_secrets_webhook::backends::vault::client::Credentials {
+    iomete_secrets_webhook::backends::vault::client::Credentials::Token(value.into())
+}
+
+fn assert_quotes_nothing(what: &str, text: &str) {
+    for canary in [TOKEN_CANARY, BODY_CANARY, "x-vault-token", "request:"] {
+        assert!(
+            !text.contains(canary),
+            "{what} quotes Vault's answer: {text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_failures_are_reported_by_status_code_never_by_body() {
+    use iomete_secrets_webhook::backends::vault::client::{Credentials, VaultError};
+    let vault = EchoVault::start().await;
+    let read = |prefix: &'static str| {
+        let connection = echo_connection(&vault, prefix, token(TOKEN_CANARY), None);
+        async move { connection.read(&format!("{prefix}/db")).await }
+    };
+    let cases = [
+        (
+            "echo403",
+            VaultError::PermissionDenied {
+                path: "/v1/secret/data/echo403/db".into(),
+            },
+        ),
+        (
+            "echo500",
+            VaultError::Unavailable("Vault answered 500 Internal Server Error".into()),
+        ),
+        (
+            "echo400",
+            VaultError::Unavailable("Vault answered 400 Bad Request".into()),
+        ),
+        (
+            "echo502",
+            VaultError::Unavailable("Vault answered 502 Bad Gateway".into()),
+        ),
+    ];
+    for (mode, expected) in cases {
+        let error = read(mode).await.err().expect("a failure");
+        assert_quotes_nothing(mode, &error.to_string());
+        assert_eq!(error, expected);
+    }
+    // A token lookup refused (the status check's first step).
+    let lookup = echo_connection(
+        &vault,
+        "ok",
+        token(&format!("{TOKEN_CANARY}-lookup403")),
+        None,
+    );
+    let error = lookup.check_token().await.expect_err("a refused lookup");
+    assert_quotes_nothing("lookup", &error.to_string());
+    assert_eq!(
+        error.to_string(),
+        "permission denied reading auth/token/lookup-self (Vault answered 403)"
+    );
+    // A login refused, with the mount echoing what it got.
+    for (mount, expected) in [
+        (
+            "echo400",
+            "login refused: AppRole login at auth/echo400 answered 400: the role ID or secret ID was not accepted",
+        ),
+        (
+            "echo403",
+            "login refused: AppRole login at auth/echo403 answered 403: permission denied",
+        ),
+    ] {
+        let approle = Credentials::AppRole {
+            role_id: TOKEN_CANARY.into(),
+            secret_id: TOKEN_CANARY.into(),
+        };
+        let connection = echo_connection(&vault, "ok", approle, Some(mount));
+        let error = connection
+            .read("ok/db")
+            .await
+            .err()
+            .expect("a refused login");
+        assert_quotes_nothing(mount, &error.to_string());
+        assert_eq!(error.to_string(), expected);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_answers_past_their_cap_are_refused_whatever_their_framing() {
+    use iomete_secrets_webhook::backends::vault::client::{Credentials, FieldValue, VaultError};
+    use secrecy::ExposeSecret as _;
+    let vault = EchoVault::start().await;
+    let kv_too_large =
+        VaultError::Unavailable(format!("Vault's answer is larger than {KV_CAP} bytes"));
+    let auth_too_large =
+        VaultError::Unavailable(format!("Vault's answer is larger than {AUTH_CAP} bytes"));
+    // A declared length past the cap, chunks adding up past it, a body that ends only when the
+    // connection does, and one byte too many.
+    for mode in ["huge", "chunked", "unframed", "overbyone"] {
+        let connection = echo_connection(&vault, mode, token(TOKEN_CANARY), None);
+        let error = connection.read(&format!("{mode}/db")).await.err();
+        assert_eq!(error.as_ref(), Some(&kv_too_large), "{mode}");
+    }
+    // An answer of exactly the cap is read.
+    let connection = echo_connection(&vault, "atcap", token(TOKEN_CANARY), None);
+    let fields = connection
+        .read("atcap/db")
+        .await
+        .expect("an answer at the cap");
+    let Some(FieldValue::Text(value)) = fields.get("value") else {
+        panic!("no text field");
+    };
+    // All but the envelope of the answer is the value.
+    assert!(value.expose_secret().len() > KV_CAP - 1024);
+    // A Content-Length below the truth: the answer ends where it says, and is not JSON.
+    let connection = echo_connection(&vault, "understated", token(TOKEN_CANARY), None);
+    let error = connection.read("understated/db").await.err();
+    assert_eq!(
+        error.map(|error| error.to_string()).as_deref(),
+        Some("Vault answered with something that is not a Vault API response")
+    );
+    // Auth answers have a cap of their own: a login, a token lookup.
+    let approle = Credentials::AppRole {
+        role_id: "r".into(),
+        secret_id: "s".into(),
+    };
+    let connection = echo_connection(&vault, "ok", approle, Some("hugelogin"));
+    assert_eq!(
+        connection.read("ok/db").await.err(),
+        Some(auth_too_large.clone())
+    );
+    let connection = echo_connection(&vault, "ok", token("t-hugelookup"), None);
+    assert_eq!(connection.check_token().await.err(), Some(auth_too_large));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denials_and_statuses_quote_nothing_vault_sent_back() {
+    let echo = EchoVault::start().await;
+    let webhook = Webhook::start(settings()).await;
+    let lookup_token = format!("{TOKEN_CANARY}-lookup403");
+    webhook
+        .apply_credentials(
+            "finance",
+            &[
+                ("read403.token", TOKEN_CANARY),
+                ("read500.token", TOKEN_CANARY),
+                ("lookup.token", &lookup_token),
+                ("login.roleId", TOKEN_CANARY),
+                ("login.secretId", TOKEN_CANARY),
+                ("oversize.token", TOKEN_CANARY),
+            ],
+        )
+        .await;
+    let configs = [
+        (
+            "read403",
+            echo.spec("echo403", "Token", None),
+            403,
+            "ReadDenied",
+        ),
+        (
+            "read500",
+            echo.spec("echo500", "Token", None),
+            503,
+            "Unreachable",
+        ),
+        (
+            "lookup",
+            echo.spec("echo403", "Token", None),
+            403,
+            "TokenInvalid",
+        ),
+        (
+            "login",
+            echo.spec("ok", "AppRole", Some("echo400")),
+            403,
+            "LoginFailed",
+        ),
+        (
+            "oversize",
+            echo.spec("chunked", "Token", None),
+            503,
+            "Unreachable",
+        ),
+    ];
+    for (name, spec, _, _) in &configs {
+        webhook.apply_config(name, spec.clone()).await;
+    }
+    let condition_of = |name: &str| {
+        let config = webhook.fake.vault_config(STORE_NAMESPACE, name)?;
+        config["status"]["conditions"]
+            .as_array()?
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .cloned()
+    };
+    wait_for("every Ready condition", || {
+        configs
+            .iter()
+            .all(|(name, ..)| condition_of(name).is_some())
+    })
+    .await;
+    for (name, _, code, reason) in configs {
+        let condition = condition_of(name).unwrap();
+        assert_quotes_nothing(name, &condition.to_string());
+        assert_eq!(condition["reason"], reason, "{name}: {condition}");
+        let (_, answer) = webhook
+            .admit(FINANCE_NS, &[("DB", vault(name), "db")])
+            .await;
+        let (denied, message) = denial(&answer);
+        assert_quotes_nothing(name, &message);
+        assert_eq!(denied, code, "{name}: {message}");
+        if name == "oversize" {
+            assert!(
+                message.contains(&format!("Vault's answer is larger than {KV_CAP} bytes")),
+                "{message}"
+            );
+        }
+    }
+    let (_, answer) = webhook
+        .admit(FINANCE_NS, &[("DB", vault("read403"), "db")])
+        .await;
+    assert_eq!(
+        denial(&answer).1,
+        "Vault configuration \"read403\": Vault denied reading /v1/secret/data/echo403/db (403 permission denied); ask an administrator to check the Vault policy and credentials"
+    );
+}

@@ -42,7 +42,10 @@ pub struct Rendered {
 impl std::fmt::Debug for Rendered {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Rendered")
-            .field("patch", &format_args!("<{} bytes, redacted>", self.patch.len()))
+            .field(
+                "patch",
+                &format_args!("<{} bytes, redacted>", self.patch.len()),
+            )
             .field("warnings", &self.warnings)
             .field("audit_annotations", &self.audit_annotations)
             .finish()
@@ -206,7 +209,8 @@ impl PatchWriter {
         path: &str,
         value: &V,
     ) -> Result<(), InjectionError> {
-        self.bytes.push(if self.bytes.is_empty() { b'[' } else { b',' });
+        self.bytes
+            .push(if self.bytes.is_empty() { b'[' } else { b',' });
         let operation = Operation { op, path, value };
         serde_json::to_writer(&mut self.bytes, &operation)
             .map_err(|_| InjectionError::PatchTooLarge)?;
@@ -334,4 +338,3 @@ fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
         Value::Array(listed).to_string(),
     )])
 }
-

@@ -370,10 +370,7 @@ mod tests {
                 key("db"),
                 slow_read(
                     &reads,
-                    Err(VaultError::PermissionDenied {
-                        path: "p".into(),
-                        detail: String::new(),
-                    }),
+                    Err(VaultError::PermissionDenied { path: "p".into() }),
                 ),
             )
             .await;

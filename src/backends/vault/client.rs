@@ -1,27 +1,29 @@
-//! One Vault connection per configuration: its HTTP client, its login and token lifecycle, and
-//! KV v2 reads classified into the few outcomes the webhook answers with.
+//! One Vault connection per configuration: its login and token lifecycle, and KV v2 reads
+//! classified into the few outcomes the webhook answers with.
 //!
-//! The HTTP client is ours (vaultrs accepts one): TLS verified against the system roots plus the
-//! configuration's `caBundle`, no redirects (a redirect could carry the token to another host),
-//! connect and request timeouts inside the admission budget. With AppRole the connection logs in
-//! once, reuses the token, renews it after two thirds of its lease (logging in again when renewal
-//! is refused or no longer extends it) and, when a read is refused with 403 and the token no
-//! longer looks itself up, logs in again once and retries.
-//! Logins are single-flight: concurrent callers wait for one login. A Token credential is used as
-//! given. Tokens live in [`SecretString`]s; vaultrs keeps its own copy inside the client, which is
-//! never formatted.
+//! Requests go through [`VaultHttp`] (our own TLS configuration, no redirects, timeouts, answers
+//! read with a byte cap). With AppRole the connection logs in once, reuses the token, renews it
+//! (`renew-self`) after two thirds of its lease (logging in again when renewal is refused or no
+//! longer extends it) and, when a read is refused with 403 and the token no longer looks itself
+//! up, logs in again once and retries. Logins are single-flight: concurrent callers wait for one
+//! login. A Token credential is used as given. Tokens and values live in [`SecretString`]s.
+//! Failures are reported by status code and a fixed explanation: nothing Vault sends back with
+//! a failure is ever read, so no error, log line or status carries its text.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
-use vaultrs::api::EndpointMiddleware;
-use vaultrs::client::{VaultClient, VaultClientSettings};
-use vaultrs::error::ClientError;
 
+mod http;
+mod wire;
+
+use self::http::{AUTH_ANSWER_CAP, KV_ANSWER_CAP, Reply, VaultHttp};
+use self::wire::{AppRoleLogin, AuthAnswer, Data, Lookup, Secret, not_an_answer, parse};
 use super::metrics::VaultMetrics;
 use super::resource::{AuthMethod, VaultTarget};
 
@@ -44,14 +46,14 @@ pub enum FieldValue {
 /// The fields of one KV v2 secret.
 pub type Fields = HashMap<String, FieldValue>;
 
-/// Why a Vault call failed; messages hold paths and Vault's own error strings, never values or
-/// tokens.
+/// Why a Vault call failed; messages hold paths, status codes and fixed explanations, never a
+/// body Vault sent back, a value or a token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VaultError {
     #[error("no secret at {0}")]
     NotFound(String),
-    #[error("permission denied reading {path}{detail}")]
-    PermissionDenied { path: String, detail: String },
+    #[error("permission denied reading {path} (Vault answered 403)")]
+    PermissionDenied { path: String },
     #[error("login refused: {0}")]
     LoginRefused(String),
     #[error("{0}")]
@@ -83,10 +85,13 @@ pub struct Timeouts {
 /// A token this close to expiry is no longer handed out while a renewal is pending.
 const EXPIRY_MARGIN: Duration = Duration::from_millis(500);
 
+/// Where a token looks itself up, also the path its refusals name.
+const LOOKUP_SELF: &str = "auth/token/lookup-self";
+
 /// What a token's lifetime looks like to the connection.
 #[derive(Clone)]
 struct Session {
-    client: Arc<VaultClient>,
+    token: Arc<SecretString>,
     /// Bumped by every login, so a 403 retry logs in again only if nobody else did meanwhile.
     serial: u64,
     renew_after: Option<Instant>,
@@ -104,7 +109,7 @@ pub struct TokenInfo {
 pub struct VaultConnection {
     target: VaultTarget,
     credentials: Credentials,
-    http: reqwest::Client,
+    http: VaultHttp,
     session: RwLock<Option<Session>>,
     login: Mutex<u64>,
     metrics: VaultMetrics,
@@ -119,32 +124,7 @@ impl VaultConnection {
         metrics: VaultMetrics,
         config: String,
     ) -> Result<Self, VaultError> {
-        // Vault is reached with the same provider as everything else in the process.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let mut builder = reqwest::Client::builder()
-            .tls_backend_rustls()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeouts.connect)
-            .timeout(timeouts.request)
-            .user_agent(concat!(
-                "iomete-secrets-webhook/",
-                env!("CARGO_PKG_VERSION")
-            ));
-        let mut extra_roots = Vec::with_capacity(target.ca_certificates.len());
-        for der in &target.ca_certificates {
-            let certificate = reqwest::Certificate::from_der(der).map_err(|_| {
-                VaultError::Misconfigured(
-                    "spec.caBundle holds a certificate that cannot be used".into(),
-                )
-            })?;
-            extra_roots.push(certificate);
-        }
-        if !extra_roots.is_empty() {
-            builder = builder.tls_certs_merge(extra_roots);
-        }
-        let http = builder.build().map_err(|error| {
-            VaultError::Misconfigured(format!("cannot build the HTTP client: {}", chain(&error)))
-        })?;
+        let http = VaultHttp::new(&target, timeouts)?;
         Ok(VaultConnection {
             target,
             credentials,
@@ -162,65 +142,77 @@ impl VaultConnection {
 
     /// Reads the KV v2 secret at `path` (below the mount).
     pub async fn read(&self, path: &str) -> Result<Fields, VaultError> {
-        let (client, serial) = self.client().await?;
-        match self.read_with(&client, path).await {
+        let (token, serial) = self.token().await?;
+        match self.read_with(&token, path).await {
             Err(denied @ VaultError::PermissionDenied { .. })
                 if self.target.auth_method == AuthMethod::AppRole =>
             {
                 // A 403 means a revoked or expired token, or a policy that does not cover the
                 // path. Only the first is cured by a login, and logging in on every forbidden
                 // path would let any pod make the webhook hammer Vault with logins.
-                if self.token_is_valid(&client).await {
+                if self.lookup_self(&token).await.is_ok() {
                     return Err(denied);
                 }
-                let client = self.login_again(serial).await?;
-                self.read_with(&client, path).await
+                let token = self.login_again(serial).await?;
+                self.read_with(&token, path).await
             }
             outcome => outcome,
         }
     }
 
-    async fn token_is_valid(&self, client: &VaultClient) -> bool {
-        vaultrs::token::lookup_self(client).await.is_ok()
-    }
-
     /// Logs in (or checks the token) and returns the token's remaining lifetime.
     pub async fn check_token(&self) -> Result<TokenInfo, VaultError> {
-        let (client, _) = self.client().await?;
-        let lookup = vaultrs::token::lookup_self(client.as_ref())
-            .await
-            .map_err(|error| classify(error, "auth/token/lookup-self"))?;
-        Ok(TokenInfo {
-            expire_time: lookup.expire_time.filter(|time| !time.is_empty()),
-        })
+        let (token, _) = self.token().await?;
+        self.lookup_self(&token).await
     }
 
-    async fn read_with(&self, client: &VaultClient, path: &str) -> Result<Fields, VaultError> {
-        let data: serde_json::Map<String, Value> =
-            vaultrs::kv2::read(client, &self.target.mount, path)
-                .await
-                .map_err(|error| classify(error, &self.target.api_path(path)))?;
-        Ok(data
-            .into_iter()
-            .map(|(field, value)| (field, field_value(value)))
-            .collect())
+    async fn lookup_self(&self, token: &SecretString) -> Result<TokenInfo, VaultError> {
+        match self
+            .http
+            .get(LOOKUP_SELF, Some(token), AUTH_ANSWER_CAP)
+            .await?
+        {
+            Reply::Success(body) => {
+                let lookup: Data<Lookup> = parse(&body)?;
+                Ok(TokenInfo {
+                    expire_time: lookup.data.expire_time.filter(|time| !time.is_empty()),
+                })
+            }
+            Reply::Status(status) => Err(classify(status, LOOKUP_SELF)),
+        }
     }
 
-    /// A client with a usable token: the current one, renewed if due, or a new login.
+    async fn read_with(&self, token: &SecretString, path: &str) -> Result<Fields, VaultError> {
+        let api = format!("{}/data/{path}", self.target.mount);
+        match self.http.get(&api, Some(token), KV_ANSWER_CAP).await? {
+            Reply::Success(body) => {
+                let secret: Data<Secret> = parse(&body)?;
+                Ok(secret
+                    .data
+                    .data
+                    .into_iter()
+                    .map(|(field, value)| (field, field_value(value)))
+                    .collect())
+            }
+            Reply::Status(status) => Err(classify(status, &self.target.api_path(path))),
+        }
+    }
+
+    /// A usable token: the current one, renewed if due, or a new login.
     ///
     /// While a token due for renewal is still valid, one caller renews it and the others keep
     /// using it rather than queueing behind the renewal.
-    async fn client(&self) -> Result<(Arc<VaultClient>, u64), VaultError> {
+    async fn token(&self) -> Result<(Arc<SecretString>, u64), VaultError> {
         let now = Instant::now();
         if let Some(current) = self.current().await {
             if current.renew_after.is_none_or(|at| now < at) {
-                return Ok((current.client, current.serial));
+                return Ok((current.token, current.serial));
             }
             let still_valid = current.expires_at.is_none_or(|at| now + EXPIRY_MARGIN < at);
             if still_valid {
                 return match self.login.try_lock() {
                     Ok(mut serial) => self.refresh(&mut serial).await,
-                    Err(_) => Ok((current.client, current.serial)),
+                    Err(_) => Ok((current.token, current.serial)),
                 };
             }
         }
@@ -229,18 +221,18 @@ impl VaultConnection {
     }
 
     /// Under the login lock: renews or logs in, unless someone else just did.
-    async fn refresh(&self, serial: &mut u64) -> Result<(Arc<VaultClient>, u64), VaultError> {
+    async fn refresh(&self, serial: &mut u64) -> Result<(Arc<SecretString>, u64), VaultError> {
         let now = Instant::now();
         if let Some(current) = self.current().await
             && current.renew_after.is_none_or(|at| now < at)
         {
-            return Ok((current.client, current.serial));
+            return Ok((current.token, current.serial));
         }
-        if let Some(client) = self.try_renew(now).await {
-            return Ok((client, *serial));
+        if let Some(token) = self.try_renew(now).await {
+            return Ok((token, *serial));
         }
-        let client = self.log_in(serial).await?;
-        Ok((client, *serial))
+        let token = self.log_in(serial).await?;
+        Ok((token, *serial))
     }
 
     async fn current(&self) -> Option<Session> {
@@ -248,26 +240,37 @@ impl VaultConnection {
     }
 
     /// Logs in again unless a login newer than `seen_serial` already happened.
-    async fn login_again(&self, seen_serial: u64) -> Result<Arc<VaultClient>, VaultError> {
+    async fn login_again(&self, seen_serial: u64) -> Result<Arc<SecretString>, VaultError> {
         let mut serial = self.login.lock().await;
         if *serial != seen_serial
             && let Some(current) = self.current().await
         {
-            return Ok(current.client);
+            return Ok(current.token);
         }
         self.log_in(&mut serial).await
     }
 
     /// Renews the current token when it is renewable and not yet expired; `None` means log in.
     /// Callers hold the login lock, so the session changes only here and in `log_in`.
-    async fn try_renew(&self, now: Instant) -> Option<Arc<VaultClient>> {
+    async fn try_renew(&self, now: Instant) -> Option<Arc<SecretString>> {
         let current = self.current().await?;
         if !current.renewable || current.expires_at.is_some_and(|at| now >= at) {
             return None;
         }
-        let auth = vaultrs::token::renew_self(current.client.as_ref(), None)
+        let reply = self
+            .http
+            .post(
+                "auth/token/renew-self",
+                Some(&current.token),
+                b"{}".to_vec(),
+                AUTH_ANSWER_CAP,
+            )
             .await
             .ok()?;
+        let Reply::Success(body) = reply else {
+            return None;
+        };
+        let auth = parse::<AuthAnswer>(&body).ok()?.auth;
         let previous_lease = current
             .expires_at
             .zip(current.renew_after)
@@ -283,67 +286,44 @@ impl VaultConnection {
             expires_at: Some(issued + lease),
             ..current.clone()
         });
-        Some(current.client)
+        Some(current.token)
     }
 
-    async fn log_in(&self, serial: &mut u64) -> Result<Arc<VaultClient>, VaultError> {
+    async fn log_in(&self, serial: &mut u64) -> Result<Arc<SecretString>, VaultError> {
         let issued = Instant::now();
         let (token, lease, renewable) = match &self.credentials {
-            Credentials::Token(token) => (token.expose_secret().to_owned(), None, false),
+            Credentials::Token(token) => (SecretString::from(token.expose_secret()), None, false),
             Credentials::AppRole { role_id, secret_id } => {
-                let anonymous = self.vault_client(String::new())?;
-                let auth = vaultrs::auth::approle::login(
-                    &anonymous,
-                    &self.target.auth_mount,
-                    role_id.expose_secret(),
-                    secret_id.expose_secret(),
-                )
-                .await
-                .map_err(|error| classify_login(error, &self.target.auth_mount))?;
+                let mount = &self.target.auth_mount;
+                let body = serde_json::to_vec(&AppRoleLogin {
+                    role_id: role_id.expose_secret(),
+                    secret_id: secret_id.expose_secret(),
+                })
+                .map_err(|_| VaultError::Misconfigured("cannot encode the AppRole login".into()))?;
+                let path = format!("auth/{mount}/login");
+                let auth = match self.http.post(&path, None, body, AUTH_ANSWER_CAP).await? {
+                    Reply::Success(body) => parse::<AuthAnswer>(&body)?.auth,
+                    Reply::Status(status) => return Err(classify_login(status, mount)),
+                };
+                if auth.client_token.is_empty() {
+                    return Err(not_an_answer());
+                }
                 self.metrics.logins(&self.config, 1);
                 let lease =
                     (auth.lease_duration > 0).then(|| Duration::from_secs(auth.lease_duration));
-                (auth.client_token, lease, auth.renewable)
+                (SecretString::from(auth.client_token), lease, auth.renewable)
             }
         };
-        let client = Arc::new(self.vault_client(token)?);
+        let token = Arc::new(token);
         *serial += 1;
         *self.session.write().await = Some(Session {
-            client: client.clone(),
+            token: token.clone(),
             serial: *serial,
             renew_after: lease.map(|lease| issued + lease * 2 / 3),
             expires_at: lease.map(|lease| issued + lease),
             renewable,
         });
-        Ok(client)
-    }
-
-    fn vault_client(&self, token: String) -> Result<VaultClient, VaultError> {
-        // Every field set explicitly: vaultrs otherwise falls back to VAULT_* environment
-        // variables, which must not redirect or weaken the webhook.
-        let settings = VaultClientSettings {
-            address: reqwest::Url::parse(&self.target.host)
-                .map_err(|_| VaultError::Misconfigured("spec.host is not a URL".into()))?,
-            ca_certs: Vec::new(),
-            identity: None,
-            timeout: None,
-            token: token.clone(),
-            verify: true,
-            version: 1,
-            wrapping: false,
-            namespace: self.target.vault_namespace.clone(),
-            proxy: None,
-        };
-        Ok(VaultClient {
-            http: rustify::clients::reqwest::Client::new(&self.target.host, self.http.clone()),
-            middle: EndpointMiddleware {
-                token,
-                version: "v1".into(),
-                wrap: None,
-                namespace: self.target.vault_namespace.clone(),
-            },
-            settings,
-        })
+        Ok(token)
     }
 }
 
@@ -358,94 +338,45 @@ fn field_value(value: Value) -> FieldValue {
     }
 }
 
-/// Maps vaultrs's errors to what the webhook answers; `path` names what was asked for.
-fn classify(error: ClientError, path: &str) -> VaultError {
-    match error {
-        ClientError::APIError { code: 404, .. } => VaultError::NotFound(path.to_owned()),
-        ClientError::APIError { code: 403, errors } => VaultError::PermissionDenied {
+/// Maps a refusal to what the webhook answers; `path` names what was asked for.
+fn classify(status: StatusCode, path: &str) -> VaultError {
+    match status {
+        StatusCode::NOT_FOUND => VaultError::NotFound(path.to_owned()),
+        StatusCode::FORBIDDEN => VaultError::PermissionDenied {
             path: path.to_owned(),
-            detail: vault_detail(&errors),
         },
-        ClientError::APIError { code: 503, .. } => {
+        StatusCode::SERVICE_UNAVAILABLE => {
             VaultError::Unavailable("Vault is sealed or in standby (503)".into())
         }
-        ClientError::APIError { code, errors } => {
-            VaultError::Unavailable(format!("Vault answered {code}{}", vault_detail(&errors)))
-        }
-        ClientError::RestClientError { source } => match source {
-            rustify::errors::ClientError::ServerResponseError { code: 404, .. } => {
-                VaultError::NotFound(path.to_owned())
-            }
-            rustify::errors::ClientError::ServerResponseError { code: 403, .. } => {
-                VaultError::PermissionDenied {
-                    path: path.to_owned(),
-                    detail: String::new(),
-                }
-            }
-            rustify::errors::ClientError::ServerResponseError { code, .. } => {
-                VaultError::Unavailable(format!("Vault answered {code}"))
-            }
-            rustify::errors::ClientError::RequestError { source, .. } => {
-                VaultError::Unavailable(format!("cannot reach Vault: {}", chain(source.as_ref())))
-            }
-            // Parse errors may quote the body, which can hold values: never shown.
-            _ => VaultError::Unavailable(
-                "Vault answered with something that is not a Vault API response".into(),
-            ),
-        },
-        ClientError::ResponseEmptyError | ClientError::ResponseDataEmptyError => {
-            VaultError::Unavailable("Vault answered with an empty response".into())
-        }
-        // JSON errors may quote the body, which can hold values: never shown.
-        _ => VaultError::Unavailable(
-            "Vault answered with something that is not a Vault API response".into(),
-        ),
+        other => VaultError::Unavailable(format!("Vault answered {}", describe(other))),
     }
 }
 
-/// Maps a failed AppRole login: a refusal names the mount, whatever form Vault gave it in.
-fn classify_login(error: ClientError, mount: &str) -> VaultError {
-    let refused =
-        |detail: String| VaultError::LoginRefused(format!("AppRole login at auth/{mount}{detail}"));
-    match error {
-        // AppRole answers a bad role or secret ID with 400.
-        ClientError::APIError { code: 400, errors } => refused(vault_detail(&errors)),
-        other => match classify(other, "") {
-            VaultError::PermissionDenied { detail, .. } => refused(detail),
-            VaultError::NotFound(_) => {
-                VaultError::LoginRefused(format!("no AppRole auth mount at auth/{mount}"))
-            }
-            other => other,
-        },
-    }
-}
-
-/// Vault's own error strings (e.g. "permission denied"), bounded; they never carry values.
-fn vault_detail(errors: &[String]) -> String {
-    let joined = errors.join("; ");
-    let printable: String = joined
-        .chars()
-        .filter(|c| !c.is_control())
-        .take(200)
-        .collect();
-    if printable.is_empty() {
-        String::new()
-    } else {
-        format!(" (Vault: {printable})")
-    }
-}
-
-/// An error and its sources, e.g. "error sending request: tcp connect error: Connection refused".
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
+/// Maps a refused AppRole login: a refusal names the mount and the status code.
+fn classify_login(status: StatusCode, mount: &str) -> VaultError {
+    match status {
+        // AppRole answers a wrong role ID or secret ID with 400.
+        StatusCode::BAD_REQUEST => VaultError::LoginRefused(format!(
+            "AppRole login at auth/{mount} answered 400: the role ID or secret ID was not accepted"
+        )),
+        StatusCode::FORBIDDEN => VaultError::LoginRefused(format!(
+            "AppRole login at auth/{mount} answered 403: permission denied"
+        )),
+        StatusCode::NOT_FOUND => {
+            VaultError::LoginRefused(format!("no AppRole auth mount at auth/{mount}"))
         }
-        source = cause.source();
+        other => classify(other, ""),
     }
-    text
+}
+
+/// A status code and its standard reason phrase (fixed text, never what the server sent).
+fn describe(status: StatusCode) -> String {
+    let code = status.as_u16();
+    match status.canonical_reason() {
+        Some(reason) if status.is_redirection() => {
+            format!("{code} {reason} (redirects are not followed)")
+        }
+        Some(reason) => format!("{code} {reason}"),
+        None => code.to_string(),
+    }
 }

@@ -424,9 +424,9 @@ fn vault_error(config: &str, target: &VaultTarget, error: &VaultError) -> Backen
             config,
             path: path.clone(),
         },
-        VaultError::PermissionDenied { path, detail } => BackendError::VaultPermissionDenied {
+        VaultError::PermissionDenied { path } => BackendError::VaultPermissionDenied {
             config,
-            what: format!("reading {path}{detail}"),
+            what: format!("reading {path} (403 permission denied)"),
         },
         VaultError::LoginRefused(reason) => BackendError::VaultPermissionDenied {
             config,

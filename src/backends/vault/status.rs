@@ -121,10 +121,10 @@ pub async fn check(backend: &VaultBackend, config: &VaultConfig) -> ReadyConditi
             reason: "Connected",
             message: format!("{login}{lifetime}; reading {scope} is permitted"),
         },
-        Err(VaultError::PermissionDenied { detail, .. }) => not_ready(
+        Err(VaultError::PermissionDenied { .. }) => not_ready(
             "ReadDenied",
             format!(
-                "{login}, but the policy does not allow reading {scope}{detail}; grant the read capability on it"
+                "{login}, but the policy does not allow reading {scope} (403); grant the read capability on it"
             ),
         ),
         Err(error) => failed(error, "read probe"),
