@@ -1,10 +1,13 @@
 //! In-process micro-benchmarks (divan) of the decision, for the bodies the load harness sends:
 //! the Spark 3.5 driver pod with five references and the same references in a 64-container pod.
 //!
-//! Step by step: reading the pod out of the AdmissionReview body as `admission` does (beside the
-//! way it did before and the baseline's parse into `Value`), parsing the reference annotations,
-//! planning (parse + authorize + plan), rendering the patch, encoding the answer; then the whole
-//! [`Admitter::review`] over in-memory stores, allowed and denied.
+//! Step by step: reading the pod out of the AdmissionReview body as `admission` does (beside
+//! the way it did before and the parse-and-answer baseline's parse into `Value`), parsing the
+//! reference annotations, planning (parse + authorize + plan), rendering the patch, encoding
+//! the answer; then the whole [`Admitter::review`] over in-memory stores, allowed and denied;
+//! then the same whole admission over a sweep of pod sizes (`admit_sweep`: 1, 4, 16, 64
+//! containers × 1, 5, 20 references each), whose items are injections (containers ×
+//! references), so that a cost linear in containers × references shows as a steady item rate.
 //! Run with `cargo bench --bench core` (or `scripts/bench.sh`); divan's flags pass through
 //! (`cargo bench --bench core -- --sample-count 20 plan`). Each line also reports allocations
 //! (count and bytes) per run, from divan's counting allocator.
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use divan::Bencher;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
-use iomete_secrets_webhook::injection::{self, Settings, ValueMode};
+use iomete_secrets_webhook::injection::{self, MAX_INJECTIONS_PER_POD, Settings, ValueMode};
 use iomete_secrets_webhook::pod::Pod;
 use iomete_secrets_webhook::reference::{self, SecretRef};
 use iomete_secrets_webhook::review;
@@ -24,7 +27,7 @@ use iomete_secrets_webhook::scope::NamespaceScope;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -147,7 +150,8 @@ fn decode_review_before(bencher: Bencher, shape: Shape) {
     });
 }
 
-/// The baseline's work: the body parsed into `serde_json::Value` and the uid read.
+/// The parse-and-answer baseline's work: the body parsed into `serde_json::Value` and the uid
+/// read.
 #[divan::bench(args = SHAPES)]
 fn decode_review_as_value(bencher: Bencher, shape: Shape) {
     let body = shape.body(shape.pod_json(), FINANCE_NAMESPACE);
@@ -219,6 +223,11 @@ fn encode_answer(bencher: Bencher, shape: Shape) {
 
 /// In-memory stores holding the driver's keys, and namespaces of both domains.
 fn admitter(runtime: &tokio::runtime::Runtime) -> Admitter {
+    admitter_with(runtime, FINANCE_STORE)
+}
+
+/// [`admitter`] with `finance` as the finance domain's store.
+fn admitter_with(runtime: &tokio::runtime::Runtime, finance: &[(&str, &str)]) -> Admitter {
     let stores = runtime.block_on(support::stores(
         vec![
             support::namespace(common::STORE_NAMESPACE, None),
@@ -226,7 +235,7 @@ fn admitter(runtime: &tokio::runtime::Runtime) -> Admitter {
             support::namespace(MARKETING_NAMESPACE, Some("marketing")),
         ],
         vec![
-            support::store("iomete-secret-store-finance", FINANCE_STORE),
+            support::store("iomete-secret-store-finance", finance),
             support::store("iomete-secret-store", GLOBAL_STORE),
         ],
         true,
@@ -280,4 +289,142 @@ fn admit_denied(bencher: Bencher, shape: Shape) {
             .block_on(admitter.review(divan::black_box(&body)))
             .body
     });
+}
+
+/// One point of the size sweep: `containers` containers (the driver's copied), each receiving
+/// the same `references` env references, every one a key of its own in the finance store.
+#[derive(Debug, Clone, Copy)]
+struct Size {
+    containers: usize,
+    references: usize,
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:02}-containers-x-{:02}-refs",
+            self.containers, self.references
+        )
+    }
+}
+
+impl Size {
+    const fn new(containers: usize, references: usize) -> Size {
+        Size {
+            containers,
+            references,
+        }
+    }
+
+    /// Injections per admission: one per container and reference.
+    const fn injections(self) -> usize {
+        self.containers * self.references
+    }
+}
+
+/// 1, 4, 16, 64 containers × 1, 5, 20 references, except 64 × 20: 1280 injections are more
+/// than the webhook allows in one pod ([`MAX_INJECTIONS_PER_POD`], refused with a 400), so
+/// that row stops at 64 × 16 = 1024, the most allowed.
+const SWEEP: [Size; 12] = [
+    Size::new(1, 1),
+    Size::new(1, 5),
+    Size::new(1, 20),
+    Size::new(4, 1),
+    Size::new(4, 5),
+    Size::new(4, 20),
+    Size::new(16, 1),
+    Size::new(16, 5),
+    Size::new(16, 20),
+    Size::new(64, 1),
+    Size::new(64, 5),
+    Size::new(64, 16),
+];
+
+const _: () = {
+    let mut index = 0;
+    while index < SWEEP.len() {
+        assert!(SWEEP[index].injections() <= MAX_INJECTIONS_PER_POD);
+        index += 1;
+    }
+};
+
+/// The most references a sweep point names.
+const SWEEP_REFERENCES: usize = 20;
+
+/// The finance store with [`SWEEP_REFERENCES`] more keys (`sweep-00`, ...), each with a
+/// value of 32 bytes.
+fn sweep_store() -> Vec<(String, String)> {
+    FINANCE_STORE
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .chain((0..SWEEP_REFERENCES).map(|index| {
+            (
+                format!("sweep-{index:02}"),
+                format!("sweep-value-{index:02}-0123456789abcdefghij"),
+            )
+        }))
+        .collect()
+}
+
+/// The driver pod with `size.references` env references (`sweep-00`, ... of the finance
+/// store) and nothing else, grown to `size.containers` containers.
+fn sweep_pod(size: Size) -> Value {
+    let env: Vec<Value> = (0..size.references)
+        .map(|index| {
+            json!({"key": format!("SWEEP_SECRET_{index:02}"),
+                   "secretObject": {"key": format!("sweep-{index:02}"),
+                                    "source": {"type": "KUBERNETES", "id": "finance"}}})
+        })
+        .collect();
+    let mut pod = common::driver_pod_kubernetes_only();
+    pod["metadata"]["annotations"] =
+        json!({"secrets.iomete.com/env-secrets": Value::Array(env).to_string()});
+    common::grown_to_containers(pod, size.containers)
+}
+
+/// The whole admission in process over the size sweep (the Kubernetes stores only); items are
+/// injections, so a cost linear in containers × references shows as the same items/s.
+#[divan::bench(args = SWEEP)]
+fn admit_sweep(bencher: Bencher, size: Size) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let store = sweep_store();
+    let store: Vec<(&str, &str)> = store
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let admitter = admitter_with(&runtime, &store);
+    let review = common::review(
+        sweep_pod(size),
+        FINANCE_NAMESPACE,
+        "4b0c7c3e-4d1c-4a8e-9a57-1f6f6b0f2a11",
+    );
+    let body = serde_json::to_vec(&review).expect("a review serializes");
+    let first = runtime.block_on(admitter.review(&body));
+    let first: serde_json::Value = serde_json::from_slice(&first.body).expect("json");
+    assert!(first["response"]["patch"].is_string(), "{size}: {first}");
+    // Patched, and every container received every reference.
+    let patched = support::patched_object(&review, &first);
+    let injected = patched["spec"]["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .flat_map(|container| container["env"].as_array().into_iter().flatten())
+        .filter(|env| {
+            env["name"]
+                .as_str()
+                .is_some_and(|name| name.starts_with("SWEEP_SECRET_"))
+        })
+        .count();
+    assert_eq!(injected, size.injections(), "{size}");
+    bencher
+        .counter(divan::counter::ItemsCount::new(size.injections()))
+        .bench(|| {
+            runtime
+                .block_on(admitter.review(divan::black_box(&body)))
+                .body
+        });
 }

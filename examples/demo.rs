@@ -25,7 +25,7 @@ const REVIEW: &str =
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    telemetry::init(LogFormat::Text);
+    let _log = telemetry::init(LogFormat::Text);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     step("starting the Kubernetes API fake with sample namespaces and stores");

@@ -10,7 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => {
-            telemetry::init(args.log_format);
+            let _log = telemetry::init(args.log_format);
             let config = args.validate().context("invalid configuration")?;
             let tls = tls::ServerTls::load(
                 &config.tls_cert,

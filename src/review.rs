@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use kube::core::admission::Operation;
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -41,7 +42,7 @@ pub struct Request<'a> {
     pub sub_resource: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
-    pub operation: String,
+    pub operation: Operation,
     #[allow(dead_code)]
     user_info: IgnoredAny,
     #[serde(default, borrow)]
@@ -64,7 +65,7 @@ impl Request<'_> {
         self.kind.group.is_empty()
             && self.kind.version == "v1"
             && self.kind.kind == "Pod"
-            && self.operation == "CREATE"
+            && self.operation == Operation::Create
             && self.sub_resource.is_none()
     }
 }
@@ -77,7 +78,14 @@ pub struct Received<'a> {
 
 /// Reads the envelope; the error says why the body is not an AdmissionReview.
 pub fn read(body: &[u8]) -> Result<Received<'_>, String> {
-    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|error| {
+    // Checked whole first: the object is kept as raw text, whose strings are not read here.
+    let body = std::str::from_utf8(body).map_err(|error| {
+        format!(
+            "not an AdmissionReview: the body is not UTF-8 (invalid byte at {})",
+            error.valid_up_to()
+        )
+    })?;
+    let review: ReviewIn<'_> = serde_json::from_str(body).map_err(|error| {
         format!(
             "not an AdmissionReview: {}",
             crate::admission::describe_json_error(&error)

@@ -9,16 +9,35 @@ use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
+/// Keeps the log writer running; dropping it writes out every line still queued. Hold it until
+/// the process is done logging.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _writer: Option<tracing_appender::non_blocking::WorkerGuard>,
+}
+
 /// Installs the global subscriber; a second call is a no-op (tests may call it repeatedly).
-pub fn init(format: LogFormat) {
+///
+/// Lines are formatted on the caller's thread and written to stderr by a writer thread, so an
+/// admission never waits on the terminal or the container runtime's pipe. The queue blocks
+/// rather than drops when it is full, and the returned guard flushes it on shutdown: no line is
+/// lost.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("log-writer")
+        .finish(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = match format {
+        .with_writer(writer);
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+    LogGuard {
+        _writer: installed.is_ok().then_some(guard),
+    }
 }
 
 /// Request-supplied text as a log field: control characters (newlines, ANSI escapes) and the

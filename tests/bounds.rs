@@ -251,7 +251,10 @@ async fn a_vault_configuration_changed_since_authorization_serves_nothing(
         key: "db".into(),
     };
     let grants = BTreeMap::from([("vault-1".to_owned(), authorized)]);
-    let error = match backends.fetch_all(std::slice::from_ref(&secret), &grants).await {
+    let error = match backends
+        .fetch_all(std::slice::from_ref(&secret), &grants)
+        .await
+    {
         Ok(_) => panic!("served through a configuration the pod was not authorized against"),
         Err(error) => error,
     };

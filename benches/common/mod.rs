@@ -90,9 +90,14 @@ pub fn pod64() -> Value {
 }
 
 /// `pod` with its first container copied 64 times under new names.
-pub fn grown_to_64_containers(mut pod: Value) -> Value {
+pub fn grown_to_64_containers(pod: Value) -> Value {
+    grown_to_containers(pod, 64)
+}
+
+/// `pod` with its first container copied `count` times under new names.
+pub fn grown_to_containers(mut pod: Value, count: usize) -> Value {
     let container = pod["spec"]["containers"][0].clone();
-    let containers: Vec<Value> = (0..64)
+    let containers: Vec<Value> = (0..count)
         .map(|index| {
             let mut copy = container.clone();
             copy["name"] = json!(format!("worker-{index}"));
@@ -100,7 +105,7 @@ pub fn grown_to_64_containers(mut pod: Value) -> Value {
         })
         .collect();
     pod["spec"]["containers"] = Value::Array(containers);
-    pod["metadata"]["name"] = json!("spark-pi-64-containers");
+    pod["metadata"]["name"] = json!(format!("spark-pi-{count}-containers"));
     pod
 }
 

@@ -1,14 +1,19 @@
-//! The bare baseline: the webhook's own serving stack (its rustls configuration from
+//! The bare baselines: the webhook's own serving stack (its rustls configuration from
 //! `tls::ServerTls`, axum-server's rustls acceptor under the webhook's connection cap, an axum
 //! router with the same body size limit, a multi-threaded tokio runtime as `#[tokio::main]`
-//! builds) answering every AdmissionReview
-//! with a fixed, precomputed answer. Whatever the webhook costs beyond this is the webhook's
-//! own work; this is the physical limit of the machine for that exchange.
+//! builds) answering every AdmissionReview with a fixed, precomputed answer. Two modes:
 //!
-//! It runs as a child process of the harness (the harness binary re-executed with `baseline`),
-//! like the webhook, so neither server shares a runtime or a core budget with the load client.
-//! The answer for each case is the webhook's real answer to that case, captured beforehand and
-//! chosen by the `case` query parameter, so both servers send the same bytes.
+//! - fixed bytes (the default): the handler takes the whole body and sends the answer without
+//!   looking at the request. Whatever the webhook costs beyond this is the webhook's own work;
+//!   this is the physical limit of the machine for that exchange.
+//! - parse and answer (`--parse`): the handler also parses the body into
+//!   `serde_json::Value` and reads `request.uid` (400 when the body is not JSON or has no
+//!   uid), then sends the same answer: the least any webhook does with a request.
+//!
+//! Each runs as a child process of the harness (the harness binary re-executed with
+//! `baseline`), like the webhook, so no server shares a runtime or a core budget with the load
+//! client. The answer for each case is the webhook's real answer to that case, captured
+//! beforehand and chosen by the `case` query parameter, so every server sends the same bytes.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -30,8 +35,8 @@ use iomete_secrets_webhook::tls::{LimitedAcceptor, ServerTls};
 /// The webhook's `--max-connections` default, so that accepting goes through the same cap.
 const MAX_CONNECTIONS: usize = 1024;
 
-/// `baseline --listen ADDR --tls-cert PEM --tls-key PEM --answers JSON`, where the JSON file
-/// maps each case name to the answer body to send.
+/// `baseline [--parse] --listen ADDR --tls-cert PEM --tls-key PEM --answers JSON`, where the
+/// JSON file maps each case name to the answer body to send.
 pub fn main(args: &[String]) -> anyhow::Result<()> {
     let value = |flag: &str| -> anyhow::Result<&str> {
         let at = args
@@ -55,6 +60,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             .map(|(case, body)| (case, Bytes::from(body)))
             .collect(),
     );
+    let parse = args.iter().any(|arg| arg == "--parse");
     let tls = ServerTls::load(&cert, &key, None)?;
     // On by default, as in the webhook (which sets TCP_NODELAY on every admission connection);
     // `BENCH_BASELINE_NODELAY=0` measures Nagle's algorithm left on.
@@ -65,8 +71,13 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listener = std::net::TcpListener::bind(listen)?;
         listener.set_nonblocking(true)?;
+        let handler = if parse {
+            post(parse_and_answer)
+        } else {
+            post(answer)
+        };
         let router = Router::new()
-            .route("/mutate", post(answer))
+            .route("/mutate", handler)
             .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
             .with_state(answers);
         let acceptor = RustlsAcceptor::new(RustlsConfig::from_config(tls.config));
@@ -89,23 +100,43 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
     })
 }
 
-/// Takes the whole body, as the webhook does, then sends the case's answer.
-async fn answer(
-    State(answers): State<Arc<HashMap<String, Bytes>>>,
-    uri: Uri,
-    body: Bytes,
-) -> Response {
+type Answers = Arc<HashMap<String, Bytes>>;
+
+/// The fixed-bytes baseline: takes the whole body, as the webhook does, then sends the case's
+/// answer.
+async fn answer(State(answers): State<Answers>, uri: Uri, body: Bytes) -> Response {
+    if body.is_empty() {
+        return (StatusCode::BAD_REQUEST, "empty body").into_response();
+    }
+    fixed_answer(&answers, &uri)
+}
+
+/// The parse-and-answer baseline: takes the whole body, parses it into `serde_json::Value` and
+/// reads the request's uid, then sends the case's answer.
+async fn parse_and_answer(State(answers): State<Answers>, uri: Uri, body: Bytes) -> Response {
+    let review: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(review) => review,
+        Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+    };
+    if !review["request"]["uid"].is_string() {
+        return (StatusCode::BAD_REQUEST, "no request.uid").into_response();
+    }
+    fixed_answer(&answers, &uri)
+}
+
+/// The captured answer of the case the `case` query parameter names.
+fn fixed_answer(answers: &Answers, uri: &Uri) -> Response {
     let case = uri
         .query()
         .and_then(|query| query.strip_prefix("case="))
         .unwrap_or_default();
     match answers.get(case) {
-        Some(answer) if !body.is_empty() => (
+        Some(answer) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
             answer.clone(),
         )
             .into_response(),
-        _ => (StatusCode::BAD_REQUEST, "unknown case or empty body").into_response(),
+        None => (StatusCode::BAD_REQUEST, "unknown case").into_response(),
     }
 }

@@ -1,7 +1,7 @@
 //! What the harness runs the servers against and how it runs them: the in-process Kubernetes
 //! API fake seeded with namespaces, stores and a VaultConfig; a real OpenBao (dev mode, file
 //! audit device) holding the Vault secrets and an AppRole; the serving certificates; and the
-//! two server processes (the release webhook binary and the baseline), with their memory read
+//! server processes (the release webhook binary and the two baselines), with their memory read
 //! from `/proc`.
 
 use std::fs::File;
@@ -218,15 +218,17 @@ impl Environment {
         Server::spawn(command, port, Some(admin_port), log)
     }
 
-    /// Starts the baseline (this harness binary re-executed) with the same TLS pair.
-    pub fn spawn_baseline(&self, answers: &Path) -> anyhow::Result<Server> {
+    /// Starts a baseline (this harness binary re-executed) with the same TLS pair: the
+    /// fixed-bytes one, or with `parse` the parse-and-answer one (see baseline.rs).
+    pub fn spawn_baseline(&self, answers: &Path, parse: bool) -> anyhow::Result<Server> {
         let port = free_port()?;
-        // Inherited by the child: BENCH_BASELINE_NODELAY=1 sets TCP_NODELAY on its sockets
-        // (see baseline.rs).
+        // Inherited by the child: BENCH_BASELINE_NODELAY=0 leaves Nagle's algorithm on for its
+        // sockets (see baseline.rs).
         let log = self.path(&format!("baseline-{port}.log"));
         let mut command = Command::new(std::env::current_exe()?);
         command
             .arg("baseline")
+            .args(parse.then_some("--parse"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .arg("--tls-cert")
             .arg(self.path("tls.crt"))
@@ -315,7 +317,7 @@ pub struct Memory {
     pub peak_kib: u64,
 }
 
-/// A server child process: the webhook or the baseline. Killed when dropped.
+/// A server child process: the webhook or a baseline. Killed when dropped.
 pub struct Server {
     child: Child,
     pub port: u16,
@@ -348,7 +350,7 @@ impl Server {
         })
     }
 
-    /// Waits until the server is ready (the webhook's `/readyz` answers 200, the baseline
+    /// Waits until the server is ready (the webhook's `/readyz` answers 200, a baseline
     /// accepts connections); returns the time from spawn to ready.
     pub async fn wait_ready(&mut self) -> anyhow::Result<Duration> {
         let deadline = self.spawned + START_TIMEOUT;

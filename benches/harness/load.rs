@@ -1,5 +1,5 @@
 //! The harness's own load client: HTTP/2 and HTTP/1.1 over TLS with hyper's connection-level
-//! client, so both servers are measured by exactly the same code.
+//! client, so every server is measured by exactly the same code.
 //!
 //! Why not h2load or wrk alone: neither in Debian can hold a fixed *request* rate (h2load's
 //! `--rate` paces connections, wrk has none), and an open loop is what shows latency at a given
