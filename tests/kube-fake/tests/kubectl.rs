@@ -25,6 +25,11 @@ impl Kubectl {
             .output()
             .await;
         if probe.is_err() {
+            // CI must run every tier: there a missing tool fails the test instead of skipping it.
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "kubectl is not on PATH under CI, where this test must run"
+            );
             eprintln!("note: kubectl is not on PATH; skipping this kubectl test");
             return None;
         }
