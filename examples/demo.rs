@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use iomete_secrets_webhook::config::{Cli, Command, LogFormat};
-use iomete_secrets_webhook::{certs, server, telemetry, tls};
+use iomete_secrets_webhook::{app, certs, telemetry, tls};
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 
@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(client_config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let webhook = tokio::spawn(server::run(config, server_tls, client, async {
+    let webhook = tokio::spawn(app::run(config, server_tls, client, async {
         let _ = stopped.await;
     }));
     wait_ready(admin_port).await?;

@@ -10,12 +10,14 @@
 
 pub mod admin;
 pub mod admission;
+pub mod app;
 pub mod backends;
 pub mod certs;
 pub mod config;
 pub mod expansion;
 pub mod injection;
 pub mod legacy;
+pub mod metrics;
 pub mod pod;
 pub mod reference;
 pub mod review;

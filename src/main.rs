@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use iomete_secrets_webhook::config::{Cli, Command};
-use iomete_secrets_webhook::{certs, server, telemetry, tls};
+use iomete_secrets_webhook::{app, certs, telemetry, tls};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
             kube_config.default_retry = false;
             let client = kube::Client::try_from(kube_config)
                 .context("cannot build the Kubernetes client")?;
-            server::run(config, tls, client, shutdown_signal())
+            app::run(config, tls, client, shutdown_signal())
                 .await
                 .context("webhook stopped")?;
         }

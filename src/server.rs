@@ -1,13 +1,13 @@
-//! The running webhook: the TLS admission endpoint, the admin endpoint and the cache watches.
+//! The HTTP edge: the TLS admission endpoint (`POST /mutate`) and serving both endpoints until
+//! shutdown.
 //!
-//! [`run`] binds both listeners, starts the watches, flips readiness once the caches are synced
-//! and serves until `shutdown` resolves; then readiness goes false and in-flight admissions get
-//! a grace period to finish. Each admission is logged as one line and counted in the metrics.
+//! The handler reads each body against the shared byte budget, hands it to the [`Admitter`],
+//! logs one line and counts it, and sends the answer's bytes (held against the same budget).
+//! [`serve`] binds nothing and builds nothing: `app` wires what it serves.
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -20,13 +20,11 @@ use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
 use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::admin::{self, AdminState, Metrics};
-use crate::admission::{Admitter, Answer, Limits, Outcome};
-use crate::backends::{Backends, KubernetesStores, VaultBackend};
-use crate::config::ServeConfig;
-use crate::injection::Settings;
+use crate::admission::{Admitter, Answer, Outcome};
+use crate::app::Readiness;
+use crate::metrics::Metrics;
 use crate::telemetry::LogSafe;
-use crate::tls::{LimitedAcceptor, ServerTls};
+use crate::tls::LimitedAcceptor;
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -247,71 +245,47 @@ fn log_admission(answer: &Answer, elapsed: Duration) {
     );
 }
 
-/// Runs the webhook until `shutdown` resolves. `tls` is loaded by the caller so that a bad
-/// certificate fails before anything else starts; the certificate is reloaded while serving.
-pub async fn run(
-    config: ServeConfig,
-    tls: ServerTls,
-    client: kube::Client,
+/// Both listeners, bound before anything else starts.
+pub struct Listeners {
+    webhook: (SocketAddr, TcpListener),
+    admin: (SocketAddr, TcpListener),
+}
+
+impl Listeners {
+    pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServerError> {
+        Ok(Listeners {
+            webhook: (webhook, bind(webhook)?),
+            admin: (admin, bind(admin)?),
+        })
+    }
+}
+
+/// Serves the admission router over TLS (at most `max_connections` at once) and the admin
+/// router over plain HTTP until `shutdown` resolves; then readiness goes false and in-flight
+/// admissions get [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listeners: Listeners,
+    tls: Arc<rustls::ServerConfig>,
+    max_connections: usize,
+    webhook_router: Router,
+    admin_router: Router,
+    ready: Readiness,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let reload_certificates = tokio::spawn(tls.certificates.watch());
-    let webhook_listener = bind(config.listen)?;
-    let admin_listener = bind(config.admin_listen)?;
-
-    let (stores, drive_watches) = KubernetesStores::watch(client.clone(), config.stores.clone());
-    let watches = tokio::spawn(drive_watches);
-    let ready = Arc::new(AtomicBool::new(false));
-    let readiness = tokio::spawn({
-        let stores = stores.clone();
-        let ready = ready.clone();
-        async move {
-            stores.synced().await;
-            ready.store(true, Ordering::Release);
-            tracing::info!("secret store and namespace caches synced; ready");
-        }
-    });
-
-    let metrics = Arc::new(Metrics::new());
-    let sizes_source = stores.clone();
-    let admin_state = AdminState {
-        metrics: metrics.clone(),
-        ready: ready.clone(),
-        sizes: Arc::new(move || sizes_source.sizes()),
-    };
-    let (vault, drive_vault) = VaultBackend::watch(
-        client,
-        config.vault.clone(),
-        stores.clone(),
-        metrics.vault(),
-    );
-    let vault_watch = tokio::spawn(drive_vault);
-    let backends = Arc::new(Backends {
-        kubernetes: stores,
-        vault,
-    });
-    let settings = Settings {
-        secrets_v2_enabled: config.secrets_v2_enabled,
-    };
-    let limits = Limits {
-        timeout: config.admission_timeout,
-        max_in_flight: config.max_in_flight,
-    };
-    let admitter = Arc::new(Admitter::new(backends, settings, limits));
-    let webhook_router = router(WebhookState { admitter, metrics });
-
+    let (listen, webhook_listener) = listeners.webhook;
+    let (admin_listen, admin_listener) = listeners.admin;
     let handle = axum_server::Handle::new();
     let mut webhook = axum_server::from_tcp(webhook_listener)
         .map_err(|source| ServerError::Bind {
-            addr: config.listen,
+            addr: listen,
             source,
         })?
         .acceptor(LimitedAcceptor::new(
             // TCP_NODELAY: answers are small and latency-bound; with Nagle on, an HTTP/2 answer
             // waited ~40 ms for the API server's delayed ACK (docs/benchmarks.md).
-            RustlsAcceptor::new(RustlsConfig::from_config(tls.config))
+            RustlsAcceptor::new(RustlsConfig::from_config(tls))
                 .acceptor(axum_server::accept::NoDelayAcceptor::new()),
-            config.max_connections,
+            max_connections,
         ))
         .first_request_timeout(REQUEST_HEAD_TIMEOUT)
         .handle(handle.clone());
@@ -322,11 +296,11 @@ pub async fn run(
     let webhook = webhook.serve(webhook_router.into_make_service());
     let admin_listener =
         tokio::net::TcpListener::from_std(admin_listener).map_err(|source| ServerError::Bind {
-            addr: config.admin_listen,
+            addr: admin_listen,
             source,
         })?;
-    let admin = axum::serve(admin_listener, admin::router(admin_state));
-    tracing::info!(listen = %config.listen, admin_listen = %config.admin_listen, "serving");
+    let admin = axum::serve(admin_listener, admin_router);
+    tracing::info!(%listen, %admin_listen, "serving");
 
     let mut webhook = tokio::spawn(webhook);
     let mut admin = tokio::spawn(admin.into_future());
@@ -335,10 +309,6 @@ pub async fn run(
         result = &mut admin => Some(("admin", result)),
         () = shutdown => None,
     };
-    readiness.abort();
-    watches.abort();
-    vault_watch.abort();
-    reload_certificates.abort();
     if let Some((endpoint, result)) = failed {
         return Err(ServerError::Serve {
             endpoint,
@@ -346,7 +316,7 @@ pub async fn run(
         });
     }
     tracing::info!("shutting down: not ready, finishing in-flight admissions");
-    ready.store(false, Ordering::Release);
+    ready.set(false);
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
     let drained = webhook.await;
     admin.abort();

@@ -1,0 +1,111 @@
+//! Start-up wiring, in one place: the caches and their watches, the Vault backend, the admitter,
+//! the metrics and the one readiness flag, handed to the server and the admin endpoint.
+//!
+//! [`run`] binds both listeners first (a port in use fails before anything starts), starts the
+//! watches, marks the webhook ready once the caches have synced, and serves until `shutdown`
+//! resolves; the server then drains in-flight admissions. Nothing here decides an admission or
+//! speaks HTTP: `admission` decides, `server` and `admin` serve.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::admin::{self, AdminState};
+use crate::admission::{Admitter, Limits};
+use crate::backends::{Backends, KubernetesStores, VaultBackend};
+use crate::config::ServeConfig;
+use crate::injection::Settings;
+use crate::metrics::Metrics;
+use crate::server::{self, Listeners, ServerError, WebhookState};
+use crate::tls::ServerTls;
+
+/// Whether the webhook answers admissions correctly now: true once the caches have synced,
+/// false again when shutdown begins. The admin endpoint's `/readyz` reads it.
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+
+    pub fn set(&self, ready: bool) {
+        self.0.store(ready, Ordering::Release);
+    }
+}
+
+/// Runs the webhook until `shutdown` resolves. `tls` is loaded by the caller so that a bad
+/// certificate fails before anything else starts; the certificate is reloaded while serving.
+pub async fn run(
+    config: ServeConfig,
+    tls: ServerTls,
+    client: kube::Client,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let listeners = Listeners::bind(config.listen, config.admin_listen)?;
+    let reload_certificates = tokio::spawn(tls.certificates.watch());
+
+    let (stores, drive_watches) = KubernetesStores::watch(client.clone(), config.stores.clone());
+    let metrics = Arc::new(Metrics::new());
+    let (vault, drive_vault) = VaultBackend::watch(
+        client,
+        config.vault.clone(),
+        stores.clone(),
+        metrics.vault(),
+    );
+    let ready = Readiness::default();
+    let readiness = tokio::spawn(mark_ready_when_synced(stores.clone(), ready.clone()));
+    let stop_readiness = readiness.abort_handle();
+    let background = [
+        tokio::spawn(drive_watches),
+        tokio::spawn(drive_vault),
+        readiness,
+    ];
+    // Once shutdown begins, caches that finish syncing must not make the webhook ready again.
+    let shutdown = async move {
+        shutdown.await;
+        stop_readiness.abort();
+    };
+
+    let sizes_source = stores.clone();
+    let admin = admin::router(AdminState {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+        sizes: Arc::new(move || sizes_source.sizes()),
+    });
+    let backends = Arc::new(Backends {
+        kubernetes: stores,
+        vault,
+    });
+    let settings = Settings {
+        secrets_v2_enabled: config.secrets_v2_enabled,
+    };
+    let limits = Limits {
+        timeout: config.admission_timeout,
+        max_in_flight: config.max_in_flight,
+    };
+    let admitter = Arc::new(Admitter::new(backends, settings, limits));
+    let webhook = server::router(WebhookState { admitter, metrics });
+
+    let served = server::serve(
+        listeners,
+        tls.config,
+        config.max_connections,
+        webhook,
+        admin,
+        ready,
+        shutdown,
+    )
+    .await;
+    for task in background {
+        task.abort();
+    }
+    reload_certificates.abort();
+    served
+}
+
+async fn mark_ready_when_synced(stores: KubernetesStores, ready: Readiness) {
+    stores.synced().await;
+    ready.set(true);
+    tracing::info!("secret store and namespace caches synced; ready");
+}
