@@ -330,8 +330,13 @@ impl Admitter {
             .namespace_scope(namespace)
             .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))
             .map_err(no_warnings);
-        let plan = injection::plan(&pod, &scope?, &self.settings, &self.backends.vault)
-            .map_err(|error| no_warnings(error.into()))?;
+        let plan = match injection::plan(&pod, &scope?, &self.settings, &self.backends.vault) {
+            Ok(plan) => plan,
+            Err(error) => {
+                log.references = references_of(&pod);
+                return Err(no_warnings(error.into()));
+            }
+        };
         log.references = summarized(
             plan.injected
                 .iter()
@@ -393,7 +398,7 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     described
 }
 
-/// A denial answer, with the reason logged and the references the pod asked for listed.
+/// A denial answer, with the reason logged.
 fn denial(
     version: &'static str,
     request: &review::Request<'_>,
@@ -401,9 +406,6 @@ fn denial(
     error: AdmissionError,
     warnings: &[String],
 ) -> (Vec<u8>, Outcome) {
-    if log.references.is_empty() {
-        log.references = requested_references(request);
-    }
     let kind = error.kind();
     log.message = error.to_string();
     let body = denial_bytes(version, &request.uid, &log.message, kind, warnings);
@@ -450,11 +452,9 @@ fn summarized(entries: impl ExactSizeIterator<Item = String>) -> Vec<String> {
     listed
 }
 
-/// The references a denied pod asked for, for its log line (plans that fail list none).
-fn requested_references(request: &review::Request<'_>) -> Vec<String> {
-    let Ok(pod) = read_pod(request) else {
-        return Vec::new();
-    };
+/// The references a pod whose plan failed asked for, for its log line. A pod refused before it
+/// was read (overload) is not read for this.
+fn references_of(pod: &Pod) -> Vec<String> {
     let Some(annotations) = pod.metadata.annotations.as_ref() else {
         return Vec::new();
     };

@@ -258,20 +258,36 @@ impl References {
 
     /// A stable digest of the references (never of values), written to the pod once injected.
     pub fn digest(&self) -> String {
+        use fmt::Write as _;
         use sha2::{Digest, Sha256};
         let mut hasher = Sha256::new();
+        // One buffer for every entry: this runs on every admission that carries references.
+        let mut entry_text = String::new();
+        let mut hash = |args: fmt::Arguments<'_>| {
+            entry_text.clear();
+            let _ = entry_text.write_fmt(args);
+            hasher.update(entry_text.as_bytes());
+        };
         for entry in &self.env {
-            hasher.update(format!("env\0{}\0{}\0", entry.env_name, entry.secret));
+            hash(format_args!("env\0{}\0{}\0", entry.env_name, entry.secret));
         }
         for entry in &self.spark_conf {
-            hasher.update(format!("spark\0{}\0{}\0", entry.property, entry.secret));
+            hash(format_args!(
+                "spark\0{}\0{}\0",
+                entry.property, entry.secret
+            ));
         }
         if let Some(containers) = &self.containers {
-            hasher.update(format!("containers\0{}\0", containers.join(",")));
+            hash(format_args!("containers\0{}\0", containers.join(",")));
         }
-        let digest = hasher.finalize();
-        let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-        format!("sha256:{hex}")
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut digest = String::with_capacity("sha256:".len() + 64);
+        digest.push_str("sha256:");
+        for byte in hasher.finalize() {
+            digest.push(char::from(HEX[usize::from(byte >> 4)]));
+            digest.push(char::from(HEX[usize::from(byte & 0x0f)]));
+        }
+        digest
     }
 }
 

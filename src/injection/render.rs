@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
-use serde_json::{Value, json};
 
 use super::{
     AUDIT_ANNOTATION_KEY, ContainerPath, DRY_RUN_MARKER, EnvChange, InjectionError,
@@ -316,25 +315,35 @@ fn audit_annotations(plan: &Plan) -> BTreeMap<String, String> {
     if plan.injected.is_empty() {
         return BTreeMap::new();
     }
-    let mut listed: Vec<Value> = plan
-        .injected
-        .iter()
-        .take(MAX_LISTED_REFERENCES)
-        .map(|injected| {
-            json!({
-                "target": injected.target,
-                "source": injected.secret.source.source_type().to_string(),
-                "id": injected.secret.source.id(),
-                "key": injected.secret.key,
-            })
-        })
-        .collect();
+    #[derive(Serialize)]
+    struct Listed<'a> {
+        id: &'a str,
+        key: &'a str,
+        source: String,
+        target: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Omitted {
+        omitted: usize,
+    }
+    let mut listed = String::from("[");
+    for injected in plan.injected.iter().take(MAX_LISTED_REFERENCES) {
+        if listed.len() > 1 {
+            listed.push(',');
+        }
+        let entry = Listed {
+            id: injected.secret.source.id(),
+            key: &injected.secret.key,
+            source: injected.secret.source.source_type().to_string(),
+            target: &injected.target,
+        };
+        listed.push_str(&serde_json::to_string(&entry).unwrap_or_default());
+    }
     let omitted = plan.injected.len().saturating_sub(MAX_LISTED_REFERENCES);
     if omitted > 0 {
-        listed.push(json!({ "omitted": omitted }));
+        listed.push(',');
+        listed.push_str(&serde_json::to_string(&Omitted { omitted }).unwrap_or_default());
     }
-    BTreeMap::from([(
-        AUDIT_ANNOTATION_KEY.to_owned(),
-        Value::Array(listed).to_string(),
-    )])
+    listed.push(']');
+    BTreeMap::from([(AUDIT_ANNOTATION_KEY.to_owned(), listed)])
 }
