@@ -22,7 +22,11 @@ const EXECUTORS: usize = 24;
 /// The venv's spark-submit, or `None` when `IOMETE_SKIP_SPARK=1`.
 fn spark_submit() -> Option<PathBuf> {
     if std::env::var("IOMETE_SKIP_SPARK").as_deref() == Ok("1") {
-        eprintln!("IOMETE_SKIP_SPARK=1: skipping the cluster spark-submit tests");
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "IOMETE_SKIP_SPARK=1: skipping a cluster spark-submit test"
+        );
         return None;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/ensure-pyspark.sh");

@@ -18,8 +18,12 @@
 //! directories; directories left by killed runs are swept at the next start.
 //!
 //! Binaries: `IOMETE_CONTROL_PLANE_BIN`, else the cache directory the script fills. When they
-//! are missing a test skips with a message saying how to build them, unless `CI=true`: then it
+//! are missing a test skips with a message saying how to build them, unless `CI` is set (to
+//! anything but empty, `false` or `0`) or `IOMETE_CONTROL_PLANE_BIN` names a directory: then it
 //! fails.
+//!
+//! Why not the `envtest` crate (kube-rs's wrapper of controller-runtime's envtest): see the
+//! README's "Cluster tests" section.
 
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
@@ -101,7 +105,8 @@ pub fn binaries_or_skip(test: &str) -> Option<PathBuf> {
             )
         }
         Err(why) => {
-            eprintln!("SKIPPED {test}: {why}");
+            // Straight to the process's stderr: the test harness would capture eprintln!.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {why}");
             None
         }
     }
