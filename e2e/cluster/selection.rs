@@ -51,17 +51,17 @@ fn with_the_webhook_down_only_pods_that_reference_secrets_are_refused() {
 
     let mut plain = fixture_pod("spark/spark35-driver-pod.json", "domain-c1", "plain");
     plain["metadata"]["annotations"] = json!({"unrelated.example.com/note": "secrets.iomete.com"});
-    let mut escaped = fixture_pod(
+    let mut unannotated = fixture_pod(
         "spark/spark35-executor-pod.json",
         "domain-c1",
-        "escaped-legacy",
+        "unannotated",
     );
-    escaped["metadata"]
+    unannotated["metadata"]
         .as_object_mut()
         .unwrap()
         .remove("annotations");
-    // A valueFrom variable named like a placeholder is not a literal value.
-    escaped["spec"]["containers"][0]["env"]
+    // An env var with valueFrom has no literal value for the CEL expression to read.
+    unannotated["spec"]["containers"][0]["env"]
         .as_array_mut()
         .unwrap()
         .push(json!({"name": "X", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}));
@@ -69,7 +69,7 @@ fn with_the_webhook_down_only_pods_that_reference_secrets_are_refused() {
         ("a pod without references", plain),
         (
             "a pod without annotations whose env has no placeholder",
-            escaped,
+            unannotated,
         ),
         (
             "a pod in kube-system",
@@ -107,8 +107,16 @@ fn with_the_webhook_down_only_pods_that_reference_secrets_are_refused() {
     );
     legacy["spec"]["initContainers"][0]["env"] =
         json!([{"name": "SMTP", "value": "${secrets.smtp_password}"}]);
+    // The kubelet's escape of the literal text matches too, as the shipped comment says.
+    let mut escaped = fixture_pod("spark/spark35-executor-pod.json", "domain-c1", "escaped");
+    escaped["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("annotations");
+    escaped["spec"]["containers"][0]["env"][0]["value"] = json!("$${secrets.not-a-reference}");
     let refused = [
         ("a pod with references", referencing("domain-c1", "after")),
+        ("a pod with an escaped placeholder", escaped),
         (
             "a pod with a legacy placeholder in an init container",
             legacy,
