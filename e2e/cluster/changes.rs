@@ -232,6 +232,30 @@ async fn vault_config_status_and_changes_through_the_real_api_server() {
     apply(&cluster.plane, &config("/v1/secret/data/cluster/e2"));
     let ready = wait_for_condition(cluster, name, "Connected");
     assert_eq!(ready["status"], "True");
+    // Written by the webhook's own identity, with a patch of the status subresource (the one
+    // write the shipped Role grants).
+    let writes: Vec<Value> = cluster
+        .plane
+        .audit_events()
+        .into_iter()
+        .filter(|event| {
+            event["objectRef"]["resource"] == "vaultconfigs"
+                && event["objectRef"]["name"] == name
+                && event["stage"] == "ResponseComplete"
+                && event["user"]["username"]
+                    == "system:serviceaccount:iomete-system:iomete-secrets-webhook"
+                && !matches!(event["verb"].as_str(), Some("get" | "list" | "watch"))
+        })
+        .collect();
+    assert!(
+        !writes.is_empty(),
+        "no write of the webhook in the audit log"
+    );
+    for write in &writes {
+        assert_eq!(write["verb"], "patch", "{write}");
+        assert_eq!(write["objectRef"]["subresource"], "status", "{write}");
+        assert_eq!(write["responseStatus"]["code"], 200, "{write}");
+    }
     // The printer columns of the shipped CRD show it.
     let table = cluster
         .plane

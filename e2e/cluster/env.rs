@@ -229,6 +229,11 @@ impl Cluster {
         *slot = Some(child);
     }
 
+    /// The running webhook process's id.
+    pub fn webhook_pid(&self) -> Option<u32> {
+        self.webhook.lock().unwrap().as_ref().map(Child::id)
+    }
+
     pub fn webhook_ready(&self) -> bool {
         control_plane::http_get(self.admin_port, "/readyz").is_some()
     }

@@ -109,6 +109,7 @@ fn api_server_restart_partition_and_compaction_without_a_webhook_restart() {
         &[Outcome::Retry],
         &admitted("f1-finance-1"),
     );
+    let webhook = cluster.webhook_pid();
 
     // 1. kube-apiserver restarted over the same etcd; then a rotation made with kubectl.
     cluster.plane.restart_apiserver();
@@ -172,6 +173,11 @@ fn api_server_restart_partition_and_compaction_without_a_webhook_restart() {
     // old resource version", the compacted history) when the API server's watch cache had
     // re-listed already, 429 ("storage is (re)initializing") when it had not. Either way the
     // webhook re-listed, which is what the decisions above show.
+    assert_eq!(
+        cluster.webhook_pid(),
+        webhook,
+        "the webhook process is the one started first"
+    );
     let after = cluster.webhook_log()[log_before..].to_owned();
     let failures: Vec<&str> = after
         .lines()

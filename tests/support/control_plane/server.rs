@@ -163,7 +163,8 @@ impl ControlPlane {
     /// server) while its revision moves on and is compacted, and comes back on its port. Every
     /// watch kube-apiserver resumes from before is then compacted (410 Gone inside the API
     /// server), so its watch cache re-lists and ends its clients' watches, whose resumption
-    /// from their last resourceVersion is too old: 410 Gone for the clients too.
+    /// from their last resourceVersion is too old: 410 Gone for the clients too (or 429
+    /// "storage is (re)initializing" when they come back before the re-list is done).
     pub fn compact_etcd_behind_the_api_server(&self) -> i64 {
         assert!(
             !self.shared,
