@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark and prints its tables: the load harness (the release webhook binary
-# against a bare TLS baseline, cold Vault bursts counted by OpenBao's audit log, memory and
+# against two baselines on its own TLS stack, fixed bytes and parse-and-answer, cold Vault bursts counted by OpenBao's audit log, memory and
 # start-up with large stores; benches/harness) and the in-process micro-benchmarks of the
 # decision (benches/core). Method and the latest results: docs/benchmarks.md.
 #
-#   scripts/bench.sh            # the full run, about 7 minutes on 2 cores once built
+#   scripts/bench.sh            # the full run, about 8 minutes on 2 cores once built
 #   scripts/bench.sh --quick    # a smoke run of every phase, under a minute once built
 #
 # Needs only what the tests need: the Rust toolchain, and OpenBao, which
