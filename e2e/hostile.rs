@@ -756,6 +756,19 @@ fn assert_driver_patched(input: &str, review: &Value, reply: &Reply) {
     );
 }
 
+/// The driver pod without annotations, its container's env `count` entries `V{i}` each holding
+/// a legacy placeholder of the global store.
+fn legacy_env_pod(count: usize) -> Value {
+    let mut pod = fixture("spark/spark35-driver-pod.json");
+    pod["metadata"]["annotations"] = json!({});
+    pod["spec"]["containers"][0]["env"] = Value::Array(
+        (0..count)
+            .map(|i| json!({"name": format!("V{i}"), "value": "x${secrets.smtp_password}"}))
+            .collect(),
+    );
+    pod
+}
+
 /// A change that turns the driver's review into a hostile one.
 type Edit = fn(&mut Value);
 
@@ -1043,14 +1056,7 @@ pub(crate) async fn hostile_bodies(webhook: &Webhook, transcript: &mut Transcrip
         reply.summary()
     );
     let input = "10,000 env entries, each a legacy ${secrets.smtp_password}";
-    let mut pod = fixture("spark/spark35-driver-pod.json");
-    pod["metadata"]["annotations"] = json!({});
-    pod["spec"]["containers"][0]["env"] = Value::Array(
-        (0..10_000)
-            .map(|i| json!({"name": format!("V{i}"), "value": "x${secrets.smtp_password}"}))
-            .collect(),
-    );
-    let review = review_of(pod, "spark-jobs", "long");
+    let review = review_of(legacy_env_pod(10_000), "spark-jobs", "long");
     let reply = send!(
         input,
         &h2,
@@ -1065,14 +1071,7 @@ pub(crate) async fn hostile_bodies(webhook: &Webhook, transcript: &mut Transcrip
         reply.summary()
     );
     let input = "1,000 env entries, each a legacy ${secrets.smtp_password}";
-    let mut pod = fixture("spark/spark35-driver-pod.json");
-    pod["metadata"]["annotations"] = json!({});
-    pod["spec"]["containers"][0]["env"] = Value::Array(
-        (0..1_000)
-            .map(|i| json!({"name": format!("V{i}"), "value": "x${secrets.smtp_password}"}))
-            .collect(),
-    );
-    let review = review_of(pod, "spark-jobs", "long");
+    let review = review_of(legacy_env_pod(1_000), "spark-jobs", "long");
     let reply = send!(
         input,
         &h2,

@@ -21,7 +21,7 @@ mod faults;
 mod hostile;
 #[path = "../tests/support/mod.rs"]
 mod support;
-use support::{fixture, patched_object};
+use support::{fixture, patched_object, with_env_secrets};
 
 const STORE_NAMESPACE: &str = "iomete-system";
 const CANARY_DRIVER: &str = "e2e-canary-1f7a$(HOME)$$'\"` \\";
@@ -258,19 +258,6 @@ fn review_of(pod: Value, namespace: &str, uid: &str) -> Value {
     let mut review = support::review_of(pod, namespace);
     review["request"]["uid"] = json!(uid);
     review
-}
-
-fn with_env_secrets(mut pod: Value, entries: &[(&str, &str, &str)]) -> Value {
-    let list: Vec<Value> = entries
-        .iter()
-        .map(|(env, key, id)| {
-            json!({"key": env, "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": id}}})
-        })
-        .collect();
-    pod["metadata"]["annotations"] = json!({
-        "secrets.iomete.com/env-secrets": Value::Array(list).to_string()
-    });
-    pod
 }
 
 /// The value the container would see for `name`, after the kubelet's expansion.

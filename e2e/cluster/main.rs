@@ -37,21 +37,7 @@ mod selection;
 mod spark;
 
 use env::Cluster;
-
-/// A pod with `secrets.iomete.com/env-secrets` set to `entries` (env name, store key, store id
-/// of a KUBERNETES source), replacing the fixture's own annotations.
-pub fn with_env_secrets(mut pod: Value, entries: &[(&str, &str, &str)]) -> Value {
-    let list: Vec<Value> = entries
-        .iter()
-        .map(|(env, key, id)| {
-            json!({"key": env, "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": id}}})
-        })
-        .collect();
-    pod["metadata"]["annotations"] = json!({
-        "secrets.iomete.com/env-secrets": Value::Array(list).to_string()
-    });
-    pod
-}
+pub use support::with_env_secrets;
 
 /// A fixture pod renamed `name` in `namespace`.
 pub fn fixture_pod(path: &str, namespace: &str, name: &str) -> Value {

@@ -24,6 +24,21 @@ pub fn fixture(path: &str) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{full}: {e}"))
 }
 
+/// `pod` with `secrets.iomete.com/env-secrets` set to `entries` (env name, store key, store id
+/// of a KUBERNETES source), replacing the pod's own annotations.
+pub fn with_env_secrets(mut pod: Value, entries: &[(&str, &str, &str)]) -> Value {
+    let list: Vec<Value> = entries
+        .iter()
+        .map(|(env, key, id)| {
+            json!({"key": env, "secretObject": {"key": key, "source": {"type": "KUBERNETES", "id": id}}})
+        })
+        .collect();
+    pod["metadata"]["annotations"] = json!({
+        "secrets.iomete.com/env-secrets": Value::Array(list).to_string()
+    });
+    pod
+}
+
 /// A v1 AdmissionReview built on the real GKE capture, carrying `pod` in `namespace`.
 pub fn review_of(pod: Value, namespace: &str) -> Value {
     let mut review = fixture("real/admissionreview-pod-create-kube-rs-gke.json");
