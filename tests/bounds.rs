@@ -33,10 +33,15 @@ async fn router(timeout: Duration) -> axum::Router {
         namespace("sandbox", None),
         namespace(STORE_NAMESPACE, None),
     ];
+    let big = "v".repeat(64 << 10);
     let secrets = vec![
         store(
             "iomete-secret-store-finance",
-            &[("k", "finance-value"), ("s3-secret-key", "driver-value")],
+            &[
+                ("k", "finance-value"),
+                ("s3-secret-key", "driver-value"),
+                ("big", &big),
+            ],
         ),
         store("iomete-secret-store", &[("g", "global-value")]),
         store("iomete-secret-store-admin", &[("root", "admin-value")]),
@@ -280,4 +285,53 @@ async fn a_vault_configuration_changed_since_authorization_serves_nothing(
         matches!(error, BackendError::VaultMisconfigured { .. }),
         "{error}"
     );
+}
+
+/// A request whose body arrives as `bytes` bytes and then stalls, holding that much of the
+/// shared byte budget until the returned sender is dropped.
+fn stalled_request(
+    router: &axum::Router,
+    bytes: usize,
+) -> futures::channel::mpsc::UnboundedSender<Result<Vec<u8>, std::io::Error>> {
+    let (sender, receiver) = futures::channel::mpsc::unbounded();
+    sender.unbounded_send(Ok(vec![b' '; bytes])).unwrap();
+    let request = Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(receiver))
+        .unwrap();
+    tokio::spawn(router.clone().oneshot(request));
+    sender
+}
+
+/// An answer is held against the same byte budget as request bodies until it is sent: with
+/// the budget nearly spent by stalled uploads, a pod whose patch would not fit in what is left
+/// is denied as retriable, instead of the webhook holding its answer over the budget. Before,
+/// answers were not counted at all.
+#[tokio::test]
+async fn answers_count_against_the_request_byte_budget() {
+    let router = router(Duration::from_secs(5)).await;
+    let almost_eight_mib = (8 << 20) - 1;
+    // 24 MiB less 64 KiB, held by three uploads that never finish.
+    let stalled = [
+        stalled_request(&router, almost_eight_mib),
+        stalled_request(&router, almost_eight_mib),
+        stalled_request(&router, almost_eight_mib - (64 << 10)),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Four containers × a 64 KiB value: an answer of about 350 KB, which does not fit.
+    let annotation = json!([{"key": "BIG", "secretObject": {"key": "big", "source": {"type": "KUBERNETES", "id": "finance"}}}]).to_string();
+    let mut pod = wide_pod(4, 0);
+    pod["metadata"]["annotations"] = json!({"secrets.iomete.com/env-secrets": annotation});
+    let answer = review(&router, &review_of(pod.clone(), "spark-jobs")).await;
+    let (allowed, code, message) = status(&answer);
+    assert!(!allowed, "{answer:.300}");
+    assert_eq!(code, 503);
+    assert!(message.contains("request and answer bytes"), "{message}");
+
+    // Once the uploads end, the same pod is answered.
+    drop(stalled);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let answer = review(&router, &review_of(pod, "spark-jobs")).await;
+    assert!(status(&answer).0, "{:.300}", answer.to_string());
 }
