@@ -1,0 +1,123 @@
+//! The one mapping from what went wrong to what the API server is told: each
+//! [`AdmissionError`] becomes a code, a Status reason and a bounded metric label, and each
+//! answered request an [`Outcome`]. Advice for the reader of a denial lives in these messages.
+
+use std::time::Duration;
+
+use crate::backends::BackendError;
+use crate::injection::InjectionError;
+
+/// Why an admission was not allowed as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AdmissionError {
+    #[error("{0}")]
+    Injection(#[from] InjectionError),
+    #[error("{0}")]
+    Backend(#[from] BackendError),
+    #[error(
+        "namespace {0:?} is not known to the secrets webhook yet; this is temporary, retry the request"
+    )]
+    UnknownNamespace(String),
+    #[error("the pod in this request cannot be read: {0}")]
+    UnreadablePod(String),
+    #[error(
+        "the secrets webhook did not finish within {0:?}; this is temporary, retry the request"
+    )]
+    Timeout(Duration),
+    #[error(
+        "the secrets webhook is answering {0} admissions already; this is temporary, retry the request"
+    )]
+    Overloaded(usize),
+    #[error(
+        "the secrets webhook holds as many request and answer bytes as it may already; this is temporary, retry the request"
+    )]
+    ByteBudgetSpent,
+}
+
+/// The metric label and Status fields of a denial; bounded set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DenialKind {
+    pub code: u16,
+    pub reason: &'static str,
+    pub label: &'static str,
+}
+
+impl AdmissionError {
+    /// The single mapping from errors to answer codes.
+    pub fn kind(&self) -> DenialKind {
+        let (code, reason, label) = match self {
+            AdmissionError::Injection(error) => match error {
+                InjectionError::OutOfScope(_) => (403, "Forbidden", "out_of_scope"),
+                InjectionError::SecretsV2Disabled => (400, "BadRequest", "secrets_v2_disabled"),
+                InjectionError::VaultConfigNotFound { .. } => (404, "NotFound", "not_found"),
+                InjectionError::VaultConfigsNotLoaded { .. } => {
+                    (503, "ServiceUnavailable", "unavailable")
+                }
+                InjectionError::SparkConf { .. } => (400, "BadRequest", "spark_conf"),
+                InjectionError::TooManyInjections { .. } | InjectionError::PatchTooLarge => {
+                    (400, "BadRequest", "too_large")
+                }
+                InjectionError::Internal(_) => (500, "InternalError", "internal"),
+                InjectionError::Reference(_)
+                | InjectionError::Placeholder { .. }
+                | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),
+            },
+            AdmissionError::Backend(error) => match error {
+                BackendError::StoreNotFound { .. }
+                | BackendError::KeyNotFound { .. }
+                | BackendError::VaultConfigGone { .. }
+                | BackendError::VaultSecretNotFound { .. }
+                | BackendError::VaultFieldNotFound { .. } => (404, "NotFound", "not_found"),
+                BackendError::NotText { .. } | BackendError::VaultFieldNotText { .. } => {
+                    (400, "BadRequest", "not_text")
+                }
+                BackendError::VaultKey { .. } => (400, "BadRequest", "malformed"),
+                BackendError::VaultPermissionDenied { .. } => {
+                    (403, "Forbidden", "vault_permission_denied")
+                }
+                BackendError::VaultMisconfigured { .. } => {
+                    (500, "InternalError", "vault_misconfigured")
+                }
+                BackendError::Unavailable(_)
+                | BackendError::VaultUnavailable { .. }
+                | BackendError::VaultConfigChanged { .. } => {
+                    (503, "ServiceUnavailable", "unavailable")
+                }
+                BackendError::WrongSource(_) => (500, "InternalError", "internal"),
+            },
+            AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),
+            AdmissionError::UnreadablePod(_) => (400, "BadRequest", "malformed"),
+            AdmissionError::Timeout(_) => (503, "ServiceUnavailable", "timeout"),
+            AdmissionError::Overloaded(_) | AdmissionError::ByteBudgetSpent => {
+                (503, "ServiceUnavailable", "overloaded")
+            }
+        };
+        DenialKind {
+            code,
+            reason,
+            label,
+        }
+    }
+}
+
+/// How an admission ended, for logs and metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Not ours to touch (not a pod, not a CREATE, no references).
+    Allowed,
+    Patched,
+    Denied(DenialKind),
+    /// The body was not a readable AdmissionReview.
+    Invalid,
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied(_) => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
