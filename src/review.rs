@@ -203,8 +203,12 @@ pub fn write(api_version: &str, response: &Response<'_>) -> Vec<u8> {
             warnings: response.warnings,
         },
     };
+    // Sized for the usual answer up front: the patch's base64 plus the envelope.
+    let size = review.response.patch.as_ref().map_or(0, String::len) + 512;
+    let mut bytes = Vec::with_capacity(size);
     // Serializing strings and numbers into a Vec cannot fail.
-    serde_json::to_vec(&review).unwrap_or_default()
+    let _ = serde_json::to_writer(&mut bytes, &review);
+    bytes
 }
 
 /// The version and uid of a body that is not a readable AdmissionReview, when they can be found,

@@ -115,14 +115,19 @@ async fn read_body(
 ) -> Result<(Bytes, Option<OwnedSemaphorePermit>), BodyError> {
     let read = async {
         let mut body = std::pin::pin!(body);
+        // Most reviews arrive in one frame: it is kept as it came, and only a second frame
+        // makes the frames be copied together.
+        let mut first: Option<Bytes> = None;
         let mut bytes = Vec::new();
+        let mut received = 0;
         let mut held: Option<OwnedSemaphorePermit> = None;
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(|_| BodyError::Broken)?;
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            if bytes.len() + data.len() > MAX_BODY_BYTES {
+            received += data.len();
+            if received > MAX_BODY_BYTES {
                 return Err(BodyError::TooLarge);
             }
             let count = u32::try_from(data.len()).map_err(|_| BodyError::TooLarge)?;
@@ -136,9 +141,18 @@ async fn read_body(
                     None => held = Some(permit),
                 }
             }
-            bytes.extend_from_slice(&data);
+            match first.take() {
+                None if bytes.is_empty() => first = Some(data),
+                earlier => {
+                    if let Some(earlier) = earlier {
+                        bytes.extend_from_slice(&earlier);
+                    }
+                    bytes.extend_from_slice(&data);
+                }
+            }
         }
-        Ok((Bytes::from(bytes), held))
+        let body = first.unwrap_or_else(|| Bytes::from(bytes));
+        Ok((body, held))
     };
     tokio::time::timeout(deadline, read)
         .await
