@@ -615,8 +615,9 @@ const BAD_MODES: [&str; 10] = [
     "redirect",
     "status429",
 ];
-/// The misbehaviour of a body far larger than any secret, kept apart from [`BAD_MODES`]: it
-/// costs the binary hundreds of MiB (see [`a_vault_answer_of_any_size_costs_bounded_memory`]).
+/// The misbehaviour of a body far larger than any secret, kept apart from [`BAD_MODES`]: read
+/// whole, it cost the binary hundreds of MiB; it is now refused at the cap (see
+/// [`a_vault_answer_of_any_size_costs_bounded_memory`]).
 const HUGE_MODE: &str = "huge";
 /// How much the huge body sends at most (less when the webhook hangs up).
 const HUGE_BODY: usize = 256 << 20;
