@@ -24,6 +24,7 @@
 //! not a leak.
 #![no_main]
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -36,16 +37,16 @@ use iomete_secrets_webhook::backends::vault::client::Timeouts;
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
 use iomete_secrets_webhook::injection::{MAX_PATCH_BYTES, Settings};
+use iomete_secrets_webhook::pod::{Container, Pod};
 use iomete_secrets_webhook::reference::{Source, parse_annotations};
+use iomete_secrets_webhook::review;
 use iomete_secrets_webhook_fuzz::cluster::{self, DOMAIN_LABEL, STORE_NAMESPACE};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionReview, Operation};
 use kube::runtime::watcher::Event;
 use libfuzzer_sys::fuzz_target;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -175,17 +176,12 @@ async fn fed_stores() -> KubernetesStores {
 }
 
 fn check(body: &[u8], answer: &Answer) {
-    // The request as the webhook reads it (the library's AdmissionReview, which skips unknown
-    // fields without validating them, so a body a plain JSON reader refuses can still be read).
-    let request: Option<AdmissionRequest<DynamicObject>> =
-        serde_json::from_slice::<AdmissionReview<DynamicObject>>(body)
-            .ok()
-            .and_then(|review| review.try_into().ok());
-    let pod: Value = request
-        .as_ref()
-        .and_then(|request| request.object.as_ref())
-        .and_then(|object| serde_json::to_value(object).ok())
-        .unwrap_or_default();
+    // The request as the webhook reads it (its own envelope reader, which skips fields it does
+    // not read without validating them, so a body a plain JSON reader refuses can still be read),
+    // and the pod as its decision sees it.
+    let received = review::read(body).ok();
+    let request = received.as_ref().map(|received| &received.request);
+    let pod = request.map_or(Value::Null, pod_as_read);
     // The request as text, raw and as read (a \u escape in the body is a character once read).
     let input = format!("{}\n{pod}", String::from_utf8_lossy(body));
     // A base64 patch at the cap, plus a denial or warnings that may quote the input.
@@ -240,7 +236,7 @@ fn check(body: &[u8], answer: &Answer) {
     }
 
     if answer.http_status == 200
-        && let Some(request) = &request
+        && let Some(request) = request
     {
         assert_eq!(
             response["uid"], request.uid,
@@ -263,8 +259,8 @@ fn check(body: &[u8], answer: &Answer) {
         }
     }
 
-    if allowed && let Some(request) = &request {
-        check_every_reference_is_in_scope(request);
+    if allowed && let Some(request) = request {
+        check_every_reference_is_in_scope(request, &pod);
     }
 
     let Some(patch) = response["patch"].as_str() else {
@@ -300,21 +296,49 @@ fn check(body: &[u8], answer: &Answer) {
     }
 }
 
-/// An allowed pod create: every KUBERNETES reference it makes is readable from its namespace.
-fn check_every_reference_is_in_scope(request: &AdmissionRequest<DynamicObject>) {
-    let is_pod_create = request.kind.group.is_empty()
-        && request.kind.version == "v1"
-        && request.kind.kind == "Pod"
-        && request.operation == Operation::Create
-        && request.sub_resource.is_none();
-    let annotations = request
+/// The pod as the webhook's decision reads it (its annotations, and each container's env
+/// names and values), as JSON for the model; `Null` when the webhook could not read it either.
+fn pod_as_read(request: &review::Request<'_>) -> Value {
+    let Some(pod) = request
         .object
-        .as_ref()
-        .and_then(|object| object.metadata.annotations.as_ref());
-    let (true, Some(annotations)) = (is_pod_create, annotations) else {
+        .and_then(|raw| serde_json::from_str::<Pod>(raw.get()).ok())
+    else {
+        return Value::Null;
+    };
+    let containers = |list: &[Container]| -> Vec<Value> {
+        list.iter()
+            .map(|container| {
+                let env: Vec<Value> = container
+                    .env
+                    .iter()
+                    .flatten()
+                    .map(|var| json!({"name": var.name, "value": var.value}))
+                    .collect();
+                json!({"name": container.name, "env": env})
+            })
+            .collect()
+    };
+    let spec = pod.spec.unwrap_or_default();
+    json!({
+        "metadata": {"annotations": pod.metadata.annotations},
+        "spec": {
+            "containers": containers(&spec.containers),
+            "initContainers": containers(spec.init_containers.as_deref().unwrap_or_default()),
+        },
+    })
+}
+
+/// An allowed pod create: every KUBERNETES reference it makes is readable from its namespace.
+fn check_every_reference_is_in_scope(request: &review::Request<'_>, pod: &Value) {
+    let Ok(annotations) =
+        serde_json::from_value::<BTreeMap<String, String>>(pod["metadata"]["annotations"].clone())
+    else {
         return;
     };
-    let Ok(references) = parse_annotations(annotations) else {
+    if !request.is_pod_create() {
+        return;
+    }
+    let Ok(references) = parse_annotations(&annotations) else {
         return;
     };
     let secrets = references
