@@ -24,7 +24,8 @@ use crate::admission::{Admitter, Answer, Outcome};
 use crate::app::Readiness;
 use crate::metrics::Metrics;
 use crate::telemetry::LogSafe;
-use crate::tls::LimitedAcceptor;
+mod connections;
+pub use connections::{Counted, LimitedAcceptor};
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
