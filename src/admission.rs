@@ -38,19 +38,15 @@ impl Answer {
         if self.outcome == Outcome::Invalid {
             return self;
         }
-        let error = AdmissionError::ByteBudgetSpent;
-        let kind = error.kind();
-        self.log.message = error.to_string();
-        let body = denial_bytes(
+        let (body, outcome) = denial(
             self.api_version,
-            &self.log.uid,
-            &self.log.message,
-            kind,
+            &mut self.log,
+            AdmissionError::ByteBudgetSpent,
             &[],
         );
         Answer {
             body,
-            outcome: Outcome::Denied(kind),
+            outcome,
             ..self
         }
     }
@@ -150,13 +146,13 @@ impl Admitter {
                 let body = answer_bytes(version, &log.uid, allowed, &rendered.warnings);
                 (body, Outcome::Patched)
             }
-            Err((error, warnings)) => denial(version, request, &mut log, error, &warnings),
+            Err((error, warnings)) => denial(version, &mut log, error, &warnings),
         };
-        let (body, outcome) = if outcome != Outcome::Invalid
-            && !matches!(outcome, Outcome::Denied(_))
+        // Allowed after the deadline is not allowed: the answer would come too late to trust.
+        let (body, outcome) = if matches!(outcome, Outcome::Allowed | Outcome::Patched)
             && Instant::now() >= deadline
         {
-            denial(version, request, &mut log, self.timeout(), &[])
+            denial(version, &mut log, self.timeout(), &[])
         } else {
             (body, outcome)
         };
@@ -286,33 +282,22 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     described
 }
 
-/// A denial answer, with the reason logged.
+/// The denial answer for `log`'s request, with the reason recorded in `log`.
 fn denial(
-    version: &'static str,
-    request: &review::Request<'_>,
+    version: &str,
     log: &mut AdmissionLog,
     error: AdmissionError,
     warnings: &[String],
 ) -> (Vec<u8>, Outcome) {
     let kind = error.kind();
     log.message = error.to_string();
-    let body = denial_bytes(version, &request.uid, &log.message, kind, warnings);
-    (body, Outcome::Denied(kind))
-}
-
-fn denial_bytes(
-    version: &str,
-    uid: &str,
-    message: &str,
-    kind: DenialKind,
-    warnings: &[String],
-) -> Vec<u8> {
     let denied = review::Verdict::Denied {
-        message,
+        message: &log.message,
         reason: kind.reason,
         code: kind.code,
     };
-    answer_bytes(version, uid, denied, warnings)
+    let body = answer_bytes(version, &log.uid, denied, warnings);
+    (body, Outcome::Denied(kind))
 }
 
 fn answer_bytes(
