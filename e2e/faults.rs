@@ -674,42 +674,10 @@ impl Drop for BadVault {
 }
 
 async fn answer_badly(mut stream: TcpStream, thief: SocketAddr) {
-    let mut head = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let end = loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buffer[..n]),
-        }
-        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
-            break end + 4;
-        }
-        if head.len() > 64 << 10 {
-            return;
-        }
+    let Some(request) = crate::support::read_request(&mut stream).await else {
+        return;
     };
-    let text = String::from_utf8_lossy(&head[..end]).into_owned();
-    let path = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    // Read an AppRole login's body, so that closing after the answer is a clean close.
-    let length: usize = text
-        .lines()
-        .find_map(|line| {
-            line.to_ascii_lowercase()
-                .strip_prefix("content-length:")
-                .map(|v| v.trim().parse().unwrap_or(0))
-        })
-        .unwrap_or(0);
-    let mut body = head.len() - end;
-    while body < length {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body += n,
-        }
-    }
+    let path = request.path();
     let mode = if path.contains("/auth/approle/login") {
         "notjson"
     } else {
@@ -740,6 +708,7 @@ async fn answer_badly(mut stream: TcpStream, thief: SocketAddr) {
             return;
         }
         "hang" => {
+            let mut buffer = [0u8; 4096];
             while !matches!(stream.read(&mut buffer).await, Ok(0) | Err(_)) {}
             return;
         }

@@ -973,41 +973,13 @@ impl EchoVault {
 
 /// Answers one request on `stream` as its path and token ask, then closes.
 async fn echo_answer(mut stream: tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut head = Vec::new();
-    let mut buffer = [0u8; 4096];
-    let end = loop {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&buffer[..n]),
-        }
-        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
-            break end + 4;
-        }
+    use tokio::io::AsyncWriteExt as _;
+    let Some(request) = support::read_request(&mut stream).await else {
+        return;
     };
-    let text = String::from_utf8_lossy(&head[..end]).into_owned();
-    let header = |name: &str| {
-        text.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            key.eq_ignore_ascii_case(name)
-                .then(|| value.trim().to_owned())
-        })
-    };
-    // Read the request's body (a login's), so that closing after the answer is a clean close.
-    let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap_or(0));
-    let mut body = head.len() - end;
-    while body < length {
-        match stream.read(&mut buffer).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => body += n,
-        }
-    }
-    let path = text
-        .split_whitespace()
-        .nth(1)
-        .unwrap_or_default()
-        .to_owned();
-    let token = header("x-vault-token").unwrap_or_default();
+    let text = request.text();
+    let path = request.path();
+    let token = request.header("x-vault-token").unwrap_or_default();
     let mode = if path == "/v1/auth/token/lookup-self" {
         token.rsplit('-').next().unwrap_or_default().to_owned()
     } else if let Some(mount) = path

@@ -17,6 +17,66 @@ use serde_json::{Value, json};
 include!("hostile_values.rs");
 pub mod openbao;
 
+/// An HTTP/1 request as a test server reads it: the head as text, the body consumed.
+pub struct RequestHead {
+    text: String,
+}
+
+impl RequestHead {
+    /// The head as received: request line and headers.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    /// The request target, e.g. `/v1/secret/data/x`.
+    pub fn path(&self) -> &str {
+        self.text.split_whitespace().nth(1).unwrap_or_default()
+    }
+
+    /// The first header called `name` (any case), trimmed.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.text.lines().skip(1).find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name).then(|| value.trim())
+        })
+    }
+}
+
+/// Reads one HTTP/1 request from `stream`: its head (at most 64 KiB), then as many body bytes as
+/// its Content-Length says, so that closing after the answer is a clean close. `None` when the
+/// peer closes or errs first, or sends a longer head.
+pub async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<RequestHead> {
+    use tokio::io::AsyncReadExt as _;
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    let end = loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => head.extend_from_slice(&buffer[..n]),
+        }
+        if let Some(end) = head.windows(4).position(|window| window == b"\r\n\r\n") {
+            break end + 4;
+        }
+        if head.len() > 64 << 10 {
+            return None;
+        }
+    };
+    let request = RequestHead {
+        text: String::from_utf8_lossy(&head[..end]).into_owned(),
+    };
+    let length: usize = request
+        .header("content-length")
+        .map_or(0, |value| value.parse().unwrap_or(0));
+    let mut body = head.len() - end;
+    while body < length {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => body += n,
+        }
+    }
+    Some(request)
+}
+
 /// A JSON fixture from `tests/fixtures/`.
 pub fn fixture(path: &str) -> Value {
     let full = format!("{}/tests/fixtures/{path}", env!("CARGO_MANIFEST_DIR"));
