@@ -18,12 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use divan::Bencher;
+use iomete_secrets_webhook::admission::review;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
-use iomete_secrets_webhook::injection::{self, MAX_INJECTIONS_PER_POD, Settings, ValueMode};
-use iomete_secrets_webhook::pod::Pod;
-use iomete_secrets_webhook::reference::{self, SecretRef};
-use iomete_secrets_webhook::review;
-use iomete_secrets_webhook::scope::NamespaceScope;
+use iomete_secrets_webhook::decision::injection::{
+    self, MAX_INJECTIONS_PER_POD, Settings, ValueMode,
+};
+use iomete_secrets_webhook::decision::pod::Pod;
+use iomete_secrets_webhook::decision::reference::{self, SecretRef};
+use iomete_secrets_webhook::decision::scope::NamespaceScope;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, AdmissionReview};
 use secrecy::SecretString;

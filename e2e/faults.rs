@@ -1248,7 +1248,7 @@ async fn one_admission_reads_one_version_of_a_store() {
     use iomete_secrets_webhook::admission::{Admitter, Limits};
     use iomete_secrets_webhook::backends::KubernetesStores;
     use iomete_secrets_webhook::backends::kubernetes::StoreSettings;
-    use iomete_secrets_webhook::injection::Settings;
+    use iomete_secrets_webhook::decision::injection::Settings;
     use kube::runtime::watcher::Event;
 
     let versions: Vec<_> = (0..64)

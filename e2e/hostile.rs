@@ -1416,7 +1416,7 @@ async fn concurrent_large_bodies_stay_within_the_deployed_memory_limit() {
     // The largest review the webhook accepts, on a pod that takes a secret, as 32 callers at
     // once (32 API server connections, or one connection's HTTP/2 streams).
     let mut review = driver_review();
-    let filler = iomete_secrets_webhook::server::MAX_BODY_BYTES - (1 << 20);
+    let filler = iomete_secrets_webhook::edge::server::MAX_BODY_BYTES - (1 << 20);
     review["request"]["object"]["spec"]["containers"][0]["args"] = json!(["x".repeat(filler)]);
     let body = serde_json::to_vec(&review).unwrap();
     let clients: Vec<reqwest::Client> = (0..32).map(|_| tls_client(&ca, true)).collect();

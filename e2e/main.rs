@@ -11,8 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iomete_secrets_webhook::certs;
-use iomete_secrets_webhook::expansion::kubelet_expand;
+use iomete_secrets_webhook::boot::certs;
+use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 

@@ -11,8 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
-use iomete_secrets_webhook::config::{Cli, Command, LogFormat};
-use iomete_secrets_webhook::{app, certs, telemetry, tls};
+use iomete_secrets_webhook::boot::config::{Cli, Command, LogFormat};
+use iomete_secrets_webhook::boot::{app, certs};
+use iomete_secrets_webhook::edge::{telemetry, tls};
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 

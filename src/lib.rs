@@ -1,28 +1,17 @@
 //! `iomete-secrets-webhook`: a Kubernetes mutating admission webhook that injects secrets into
 //! pods from references in their annotations.
 //!
-//! The decision is pure and lives in [`reference`] (parsing), [`scope`] (authorization),
-//! [`legacy`] (placeholders), [`injection`] (plan and patch), [`spark`] (Spark option
-//! encoding) and [`expansion`] (kubelet escaping), over the [`pod`] fields it reads. I/O lives
-//! in [`backends`]. [`review`] is the AdmissionReview wire format; [`admission`] ties one
-//! request together and maps every error to its answer; [`server`], [`tls`], [`admin`], [`config`], [`telemetry`] and [`certs`] are
-//! thin infrastructure around it.
+//! The crate has five parts, one directory each:
+//! - [`decision`]: the pure core. Parsing references, authorizing them against a namespace's
+//!   scope, planning and rendering the patch: plain data in, plain data out, no I/O.
+//! - [`admission`]: one request end to end: the AdmissionReview wire format, the decision, the
+//!   backends' reads, and the one place where every error becomes an answer.
+//! - [`backends`]: all I/O to secret stores: the Kubernetes watches and caches, Vault KV v2.
+//! - [`edge`]: thin infrastructure: the HTTPS server, TLS, the admin endpoint, metrics, logs.
+//! - [`boot`]: configuration, start-up wiring and the binary's subcommands.
 
-pub mod admin;
 pub mod admission;
-pub mod app;
 pub mod backends;
-pub mod certs;
-pub mod config;
-pub mod expansion;
-pub mod injection;
-pub mod legacy;
-pub mod metrics;
-pub mod pod;
-pub mod reference;
-pub mod review;
-pub mod scope;
-pub mod server;
-pub mod spark;
-pub mod telemetry;
-pub mod tls;
+pub mod boot;
+pub mod decision;
+pub mod edge;

@@ -2,8 +2,9 @@
 
 use anyhow::Context;
 use clap::Parser;
-use iomete_secrets_webhook::config::{Cli, Command};
-use iomete_secrets_webhook::{app, certs, telemetry, tls};
+use iomete_secrets_webhook::boot::config::{Cli, Command};
+use iomete_secrets_webhook::boot::{app, certs};
+use iomete_secrets_webhook::edge::{telemetry, tls};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

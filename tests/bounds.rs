@@ -13,11 +13,11 @@ use http_body_util::BodyExt;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::backends::BackendError;
 use iomete_secrets_webhook::backends::vault::resource::{VaultConfig, VaultConfigSpec};
-use iomete_secrets_webhook::injection::{MAX_INJECTIONS_PER_POD, Settings};
-use iomete_secrets_webhook::metrics::Metrics;
-use iomete_secrets_webhook::reference::{SecretRef, Source};
-use iomete_secrets_webhook::scope::VaultGrant;
-use iomete_secrets_webhook::server::{self, WebhookState};
+use iomete_secrets_webhook::decision::injection::{MAX_INJECTIONS_PER_POD, Settings};
+use iomete_secrets_webhook::decision::reference::{SecretRef, Source};
+use iomete_secrets_webhook::decision::scope::VaultGrant;
+use iomete_secrets_webhook::edge::metrics::Metrics;
+use iomete_secrets_webhook::edge::server::{self, WebhookState};
 use rstest::rstest;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -155,7 +155,7 @@ async fn a_forged_injected_digest_is_still_authorized(
     let mut pod = fixture("spark/spark35-driver-pod.json");
     pod["metadata"]["annotations"] = json!({"secrets.iomete.com/env-secrets": annotation});
     // The digest an injection of these references writes, as a reinvocation would carry it.
-    let references = iomete_secrets_webhook::reference::parse_annotations(
+    let references = iomete_secrets_webhook::decision::reference::parse_annotations(
         &serde_json::from_value(pod["metadata"]["annotations"].clone()).unwrap(),
     )
     .unwrap();

@@ -8,9 +8,9 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use iomete_secrets_webhook::admission::{Admitter, Limits};
-use iomete_secrets_webhook::injection::{DRY_RUN_MARKER, Settings};
-use iomete_secrets_webhook::metrics::Metrics;
-use iomete_secrets_webhook::server::{self, MAX_BODY_BYTES, WebhookState};
+use iomete_secrets_webhook::decision::injection::{DRY_RUN_MARKER, Settings};
+use iomete_secrets_webhook::edge::metrics::Metrics;
+use iomete_secrets_webhook::edge::server::{self, MAX_BODY_BYTES, WebhookState};
 use rstest::rstest;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -134,7 +134,7 @@ fn env_of(pod: &Value, container: &str) -> Vec<(String, Option<String>)> {
 }
 
 fn kubelet_view(value: &str) -> String {
-    iomete_secrets_webhook::expansion::kubelet_expand(value, |_| None)
+    iomete_secrets_webhook::decision::expansion::kubelet_expand(value, |_| None)
 }
 
 fn assert_allowed_untouched(answer: &Value, uid: &str) {

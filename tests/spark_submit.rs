@@ -21,8 +21,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iomete_secrets_webhook::admission::{Admitter, Limits, Outcome};
-use iomete_secrets_webhook::expansion::kubelet_expand;
-use iomete_secrets_webhook::injection::Settings;
+use iomete_secrets_webhook::decision::expansion::kubelet_expand;
+use iomete_secrets_webhook::decision::injection::Settings;
 use serde_json::{Value, json};
 
 mod support;

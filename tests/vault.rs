@@ -16,8 +16,8 @@ use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettin
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::resource::VaultConfigSpec;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
-use iomete_secrets_webhook::injection::Settings;
-use iomete_secrets_webhook::scope::{VaultOwner, VaultOwners};
+use iomete_secrets_webhook::decision::injection::Settings;
+use iomete_secrets_webhook::decision::scope::{VaultOwner, VaultOwners};
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 

@@ -29,9 +29,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use iomete_secrets_webhook::server::LimitedAcceptor;
-use iomete_secrets_webhook::server::MAX_BODY_BYTES;
-use iomete_secrets_webhook::tls::ServerTls;
+use iomete_secrets_webhook::edge::server::LimitedAcceptor;
+use iomete_secrets_webhook::edge::server::MAX_BODY_BYTES;
+use iomete_secrets_webhook::edge::tls::ServerTls;
 
 /// The webhook's `--max-connections` default, so that accepting goes through the same cap.
 const MAX_CONNECTIONS: usize = 1024;

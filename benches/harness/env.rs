@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use iomete_secrets_webhook::certs;
+use iomete_secrets_webhook::boot::certs;
 use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use iomete_secrets_webhook::injection::DRY_RUN_MARKER;
+use iomete_secrets_webhook::decision::injection::DRY_RUN_MARKER;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, PostParams};
 use serde_json::{Value, json};

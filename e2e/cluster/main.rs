@@ -19,7 +19,7 @@
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use iomete_secrets_webhook::expansion::kubelet_expand;
+use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use serde_json::{Value, json};
 
 #[path = "../../tests/support/control_plane/mod.rs"]
@@ -64,7 +64,7 @@ pub fn container_env(pod: &Value, container: &str, name: &str) -> Option<String>
 pub fn expected_digest(pod: &Value) -> String {
     let annotations: std::collections::BTreeMap<String, String> =
         serde_json::from_value(pod["metadata"]["annotations"].clone()).unwrap();
-    iomete_secrets_webhook::reference::parse_annotations(&annotations)
+    iomete_secrets_webhook::decision::reference::parse_annotations(&annotations)
         .unwrap()
         .digest()
 }

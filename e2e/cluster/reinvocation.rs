@@ -55,7 +55,7 @@ async fn add_sidecar(
 /// Serves the sidecar webhook on 127.0.0.1; its port and caBundle.
 async fn start_sidecar_webhook(calls: Arc<AtomicUsize>) -> (u16, String) {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let bundle = iomete_secrets_webhook::certs::generate(&["127.0.0.1".to_owned()]).unwrap();
+    let bundle = iomete_secrets_webhook::boot::certs::generate(&["127.0.0.1".to_owned()]).unwrap();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
         bundle.cert_pem.clone().into_bytes(),
         bundle.key_pem.clone().into_bytes(),

@@ -36,10 +36,10 @@ use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettin
 use iomete_secrets_webhook::backends::vault::client::Timeouts;
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
-use iomete_secrets_webhook::injection::{MAX_PATCH_BYTES, Settings};
-use iomete_secrets_webhook::pod::{Container, Pod};
-use iomete_secrets_webhook::reference::{Source, parse_annotations};
-use iomete_secrets_webhook::review;
+use iomete_secrets_webhook::decision::injection::{MAX_PATCH_BYTES, Settings};
+use iomete_secrets_webhook::decision::pod::{Container, Pod};
+use iomete_secrets_webhook::decision::reference::{Source, parse_annotations};
+use iomete_secrets_webhook::admission::review;
 use iomete_secrets_webhook_fuzz::cluster::{self, DOMAIN_LABEL, STORE_NAMESPACE};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};

@@ -10,8 +10,8 @@
 //! with the harness's port of the revision it follows on any text, escaped or not.
 #![no_main]
 
-use iomete_secrets_webhook::expansion::{escape_for_kubelet, kubelet_expand};
-use iomete_secrets_webhook::legacy;
+use iomete_secrets_webhook::decision::expansion::{escape_for_kubelet, kubelet_expand};
+use iomete_secrets_webhook::decision::legacy;
 use iomete_secrets_webhook_fuzz::kubelet::{self, VARIANTS, Variant};
 use libfuzzer_sys::fuzz_target;
 

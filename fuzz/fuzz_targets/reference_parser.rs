@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use iomete_secrets_webhook::reference::{
+use iomete_secrets_webhook::decision::reference::{
     self, KubernetesStore, ReferenceError, References, SecretRef, Source,
 };
 use iomete_secrets_webhook_fuzz::names::{

@@ -19,8 +19,8 @@
 
 use std::borrow::Cow;
 
-use iomete_secrets_webhook::expansion::escape_for_kubelet;
-use iomete_secrets_webhook::spark::{self, SparkConfError};
+use iomete_secrets_webhook::decision::expansion::escape_for_kubelet;
+use iomete_secrets_webhook::decision::spark::{self, SparkConfError};
 use iomete_secrets_webhook_fuzz::kubelet::{self, VARIANTS, Variant};
 use iomete_secrets_webhook_fuzz::launcher::{self, java};
 use libfuzzer_sys::fuzz_target;

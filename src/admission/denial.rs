@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::backends::BackendError;
-use crate::injection::InjectionError;
+use crate::decision::injection::InjectionError;
 
 /// Why an admission was not allowed as asked.
 #[derive(Debug, thiserror::Error)]

@@ -22,8 +22,8 @@ use tokio::sync::watch;
 use super::vault::resource::CREDENTIALS_SECRET_PREFIX;
 use super::watch::follow;
 use super::{BackendError, FetchedValue, SecretBackend};
-use crate::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
-use crate::scope::NamespaceScope;
+use crate::decision::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
+use crate::decision::scope::NamespaceScope;
 
 /// Where the stores live and how namespaces are classified.
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use std::future::Future;
 use futures::future::try_join_all;
 use secrecy::SecretString;
 
-use crate::reference::{SecretRef, Source};
-use crate::scope::VaultGrant;
+use crate::decision::reference::{SecretRef, Source};
+use crate::decision::scope::VaultGrant;
 
 pub use kubernetes::KubernetesStores;
 pub use vault::VaultBackend;

@@ -657,7 +657,8 @@ fn random_token() -> String {
 /// the CA's PEM.
 fn write_certificates(directory: &Path) -> String {
     let names = ["127.0.0.1".to_owned(), "localhost".to_owned()];
-    let bundle = iomete_secrets_webhook::certs::generate(&names).expect("certificates generate");
+    let bundle =
+        iomete_secrets_webhook::boot::certs::generate(&names).expect("certificates generate");
     let tls = directory.join("tls");
     std::fs::create_dir(&tls).expect("the certificate directory is created");
     std::fs::write(tls.join("server.pem"), &bundle.cert_pem).expect("the certificate is written");

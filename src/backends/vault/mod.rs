@@ -33,8 +33,8 @@ use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_na
 use super::kubernetes::KubernetesStores;
 use super::watch::follow;
 use super::{BackendError, FetchedValue};
-use crate::reference::{SecretRef, Source};
-use crate::scope::{VaultGrant, VaultOwner, VaultOwners};
+use crate::decision::reference::{SecretRef, Source};
+use crate::decision::scope::{VaultGrant, VaultOwner, VaultOwners};
 
 /// How the Vault backend behaves.
 #[derive(Debug, Clone)]

@@ -4,7 +4,7 @@
 //! webhook substituted the global store's value in place. This module finds and validates those
 //! placeholders; it never sees values, only the template they will be written into.
 
-use crate::reference::validate_secret_key;
+use crate::decision::reference::validate_secret_key;
 
 const OPENING: &str = "${secrets.";
 
@@ -178,7 +178,7 @@ mod tests {
     #[case("x$${secrets.k}y ${secrets.k}")]
     #[case("${secrets.k}$(HOME)")]
     fn accepted_templates_deliver_values_intact(#[case] value: &str) {
-        use crate::expansion::{escape_for_kubelet, kubelet_expand};
+        use crate::decision::expansion::{escape_for_kubelet, kubelet_expand};
         let secret = "a)b$(HOME)$$c$";
         let lookup = |name: &str| (name == "HOME").then(|| "/home".to_owned());
         let template = parse_template(value).unwrap().unwrap();

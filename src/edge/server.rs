@@ -21,9 +21,9 @@ use http_body_util::BodyExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::admission::{Admitter, Answer, Outcome};
-use crate::app::Readiness;
-use crate::metrics::Metrics;
-use crate::telemetry::LogSafe;
+use crate::boot::app::Readiness;
+use crate::edge::metrics::Metrics;
+use crate::edge::telemetry::LogSafe;
 mod connections;
 pub use connections::{Counted, LimitedAcceptor};
 

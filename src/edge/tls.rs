@@ -222,7 +222,7 @@ fn client_verifier(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs;
+    use crate::boot::certs;
 
     fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let bundle = certs::generate(&[name.to_owned()]).unwrap();

@@ -7,7 +7,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::boot::config::LogFormat;
 
 /// Keeps the log writer running; dropping it writes out every line still queued. Hold it until
 /// the process is done logging.

@@ -9,9 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::app::Readiness;
 use crate::backends::kubernetes::StoreSizes;
-use crate::metrics::Metrics;
+use crate::boot::app::Readiness;
+use crate::edge::metrics::Metrics;
 
 /// What the admin endpoint reads.
 #[derive(Clone)]

@@ -7,7 +7,7 @@
 
 use std::fmt;
 
-use crate::reference::KubernetesStore;
+use crate::decision::reference::KubernetesStore;
 
 /// What the webhook knows about the namespace a pod is created in.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 //! the answer written straight to bytes.
 //!
 //! The envelope is decoded with the object left as raw JSON, so the pod is parsed once, into
-//! [`crate::pod::Pod`], and only when the request is a pod CREATE; everything else in the body is
+//! [`crate::decision::pod::Pod`], and only when the request is a pod CREATE; everything else in the body is
 //! skipped without being copied. The answer is serialized from borrowed parts, its patch already
 //! JSON bytes, in the version the request came in. The shapes follow Kubernetes'
 //! `admission/v1` types: `uid`, `kind`, `resource`, `operation` and `userInfo` are required, as

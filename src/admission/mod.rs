@@ -14,12 +14,12 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 mod denial;
+pub mod review;
 pub use denial::{AdmissionError, DenialKind, Outcome};
 
 use crate::backends::{BackendError, Backends};
-use crate::injection::{self, MAX_LISTED_REFERENCES, Settings, ValueMode};
-use crate::pod::Pod;
-use crate::review;
+use crate::decision::injection::{self, MAX_LISTED_REFERENCES, Settings, ValueMode};
+use crate::decision::pod::Pod;
 
 /// The answer to one request: HTTP status, the serialized AdmissionReview, and what to log.
 /// No `Debug`: the body of an allowed answer holds live values.
@@ -331,7 +331,7 @@ fn references_of(pod: &Pod) -> Vec<String> {
     let Some(annotations) = pod.metadata.annotations.as_ref() else {
         return Vec::new();
     };
-    let Ok(references) = crate::reference::parse_annotations(annotations) else {
+    let Ok(references) = crate::decision::reference::parse_annotations(annotations) else {
         return vec!["(unparseable reference annotations)".to_owned()];
     };
     let env = references

@@ -13,8 +13,8 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
-use crate::expansion::kubelet_expand;
-use crate::reference::{SPARK_CONF_SECRETS_ANNOTATION, validate_spark_property};
+use crate::decision::expansion::kubelet_expand;
+use crate::decision::reference::{SPARK_CONF_SECRETS_ANNOTATION, validate_spark_property};
 
 /// The variable the launcher reads its JVM options from.
 pub const SPARK_SUBMIT_OPTS: &str = "SPARK_SUBMIT_OPTS";
@@ -230,7 +230,7 @@ fn ends_mid_token(options: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expansion::escape_for_kubelet;
+    use crate::decision::expansion::escape_for_kubelet;
     use rstest::rstest;
 
     /// Spark 3.5's `CommandBuilderUtils.parseOptionString`
@@ -381,7 +381,7 @@ mod tests {
     }
 
     // `hostile_values()`: values that break naive quoting, shells, the kubelet or the launcher.
-    include!("../tests/support/hostile_values.rs");
+    include!("../../tests/support/hostile_values.rs");
 
     fn corpus_entries(values: &[String]) -> Vec<(String, &str)> {
         values

@@ -11,14 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
+use super::model::{EnvChange, InjectionError, MissingValue, Plan};
 use super::{
-    AUDIT_ANNOTATION_KEY, ContainerPath, DRY_RUN_MARKER, EnvChange, InjectionError,
-    MAX_LISTED_REFERENCES, MAX_PATCH_BYTES, MAX_WARNINGS, MissingValue, OptionsPlacement, Plan,
+    AUDIT_ANNOTATION_KEY, DRY_RUN_MARKER, MAX_LISTED_REFERENCES, MAX_PATCH_BYTES, MAX_WARNINGS,
+    env_secrets, placeholders, spark_conf,
 };
-use crate::expansion::{escape_for_kubelet, kubelet_expand};
-use crate::legacy::Segment;
-use crate::reference::{INJECTED_ANNOTATION, KubernetesStore, SecretRef, Source};
-use crate::spark::{self, SPARK_SUBMIT_OPTS};
+use crate::decision::expansion::escape_for_kubelet;
+use crate::decision::reference::{INJECTED_ANNOTATION, SecretRef};
 
 /// How values are written into the patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,78 +70,19 @@ pub fn render(
     let mut patch = PatchWriter::default();
     for (path, change) in &plan.changes {
         match change {
-            EnvChange::CreateEnv(vars) => {
-                let vars = vars
-                    .iter()
-                    .map(|(name, secret)| Ok((name.as_str(), written.value(secret)?)))
-                    .collect::<Result<Vec<_>, MissingValue>>()?;
-                let vars: Vec<EnvVarOut<'_>> = vars
-                    .iter()
-                    .map(|(name, value)| EnvVarOut {
-                        name,
-                        value: value.expose_secret(),
-                    })
-                    .collect();
-                patch.add(&path.env_pointer(""), &vars)?;
-            }
-            EnvChange::ReplaceVar {
-                index,
-                name,
-                secret,
-            } => {
-                let value = written.value(secret)?;
-                let var = EnvVarOut {
-                    name,
-                    value: value.expose_secret(),
-                };
-                patch.replace(&path.env_pointer(&format!("/{index}")), &var)?;
-            }
-            EnvChange::AppendVar { name, secret } => {
-                let value = written.value(secret)?;
-                let var = EnvVarOut {
-                    name,
-                    value: value.expose_secret(),
-                };
-                patch.add(&path.env_pointer("/-"), &var)?;
+            EnvChange::CreateEnv(_)
+            | EnvChange::ReplaceVar { .. }
+            | EnvChange::AppendVar { .. } => {
+                env_secrets::render(&mut patch, &mut written, path, change)?;
             }
             EnvChange::ReplaceValue { index, template } => {
-                let mut value = String::new();
-                for segment in &template.segments {
-                    match segment {
-                        Segment::Literal(text) => value.push_str(text),
-                        Segment::Secret(key) => {
-                            let secret = SecretRef {
-                                source: Source::Kubernetes(KubernetesStore::Global),
-                                key: key.clone(),
-                            };
-                            value.push_str(written.value(&secret)?.expose_secret());
-                        }
-                    }
-                    if value.len() > MAX_PATCH_BYTES {
-                        return Err(InjectionError::PatchTooLarge);
-                    }
-                }
-                let value = SecretString::from(value);
-                let pointer = path.env_pointer(&format!("/{index}/value"));
-                patch.replace(&pointer, value.expose_secret())?;
+                placeholders::render(&mut patch, &mut written, path, *index, template)?;
             }
             EnvChange::SparkSubmitOpts {
                 placement,
                 properties,
             } => {
-                let value = spark_submit_opts(path, placement, properties, values, mode)?;
-                let var = EnvVarOut {
-                    name: SPARK_SUBMIT_OPTS,
-                    value: value.expose_secret(),
-                };
-                match placement {
-                    OptionsPlacement::CreateEnv => patch.add(&path.env_pointer(""), &[var])?,
-                    OptionsPlacement::AppendVar => patch.add(&path.env_pointer("/-"), &var)?,
-                    OptionsPlacement::ExtendLiteral { index, .. } => {
-                        let pointer = path.env_pointer(&format!("/{index}/value"));
-                        patch.replace(&pointer, var.value)?;
-                    }
-                }
+                spark_conf::render(&mut patch, path, placement, properties, values, mode)?;
             }
         }
     }
@@ -168,9 +108,9 @@ pub fn render(
 
 /// An env entry as the patch writes it.
 #[derive(Serialize)]
-struct EnvVarOut<'a> {
-    name: &'a str,
-    value: &'a str,
+pub(super) struct EnvVarOut<'a> {
+    pub(super) name: &'a str,
+    pub(super) value: &'a str,
 }
 
 /// One RFC 6902 operation, serialized from borrowed parts.
@@ -183,16 +123,20 @@ struct Operation<'a, V: Serialize + ?Sized> {
 
 /// The patch's bytes so far, against [`MAX_PATCH_BYTES`].
 #[derive(Default)]
-struct PatchWriter {
+pub(super) struct PatchWriter {
     bytes: Vec<u8>,
 }
 
 impl PatchWriter {
-    fn add<V: Serialize + ?Sized>(&mut self, path: &str, value: &V) -> Result<(), InjectionError> {
+    pub(super) fn add<V: Serialize + ?Sized>(
+        &mut self,
+        path: &str,
+        value: &V,
+    ) -> Result<(), InjectionError> {
         self.push("add", path, value)
     }
 
-    fn replace<V: Serialize + ?Sized>(
+    pub(super) fn replace<V: Serialize + ?Sized>(
         &mut self,
         path: &str,
         value: &V,
@@ -229,14 +173,14 @@ impl PatchWriter {
 }
 
 /// The values as written into the patch, each escaped once however many containers get it.
-struct WrittenValues<'a> {
+pub(super) struct WrittenValues<'a> {
     values: &'a dyn Fn(&SecretRef) -> Option<SecretString>,
     mode: ValueMode,
     escaped: HashMap<SecretRef, SecretString>,
 }
 
 impl WrittenValues<'_> {
-    fn value(&mut self, secret: &SecretRef) -> Result<SecretString, MissingValue> {
+    pub(super) fn value(&mut self, secret: &SecretRef) -> Result<SecretString, MissingValue> {
         if let Some(written) = self.escaped.get(secret) {
             return Ok(written.clone());
         }
@@ -248,55 +192,6 @@ impl WrittenValues<'_> {
         self.escaped.insert(secret.clone(), written.clone());
         Ok(written)
     }
-}
-
-/// The `SPARK_SUBMIT_OPTS` value to write: the `-D` tokens escaped for the kubelet like every
-/// value we write, after the user's literal when there is one. That literal was written for the
-/// kubelet already, so it is kept as is, not escaped again.
-fn spark_submit_opts(
-    path: &ContainerPath,
-    placement: &OptionsPlacement,
-    properties: &[(String, SecretRef)],
-    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
-    mode: ValueMode,
-) -> Result<SecretString, InjectionError> {
-    let refuse = |source| InjectionError::SparkConf {
-        container: path.name.clone(),
-        source,
-    };
-    let fetched = properties
-        .iter()
-        .map(|(property, secret)| {
-            let value = values(secret).ok_or_else(|| MissingValue(secret.clone()))?;
-            Ok((property.as_str(), value))
-        })
-        .collect::<Result<Vec<_>, MissingValue>>()?;
-    let live = spark::encode_properties(
-        fetched
-            .iter()
-            .map(|(property, value)| (*property, value.expose_secret())),
-    )
-    .map_err(refuse)?;
-    let literal = match placement {
-        OptionsPlacement::ExtendLiteral { literal, .. } => Some(literal),
-        OptionsPlacement::CreateEnv | OptionsPlacement::AppendVar => None,
-    };
-    let seen_len = literal.map_or(0, |literal| kubelet_expand(literal, |_| None).len() + 1);
-    spark::check_options_length(seen_len + live.len()).map_err(refuse)?;
-    let tokens = match mode {
-        ValueMode::Live => live,
-        ValueMode::DryRun => spark::encode_properties(
-            properties
-                .iter()
-                .map(|(property, _)| (property.as_str(), DRY_RUN_MARKER)),
-        )
-        .map_err(refuse)?,
-    };
-    let tokens = escape_for_kubelet(&tokens);
-    Ok(SecretString::from(match literal {
-        Some(literal) => format!("{literal} {tokens}"),
-        None => tokens.into_owned(),
-    }))
 }
 
 fn capped_warnings(warnings: &[String]) -> Vec<String> {

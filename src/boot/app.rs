@@ -10,14 +10,14 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::admin::{self, AdminState};
 use crate::admission::{Admitter, Limits};
 use crate::backends::{Backends, KubernetesStores, VaultBackend};
-use crate::config::ServeConfig;
-use crate::injection::Settings;
-use crate::metrics::Metrics;
-use crate::server::{self, Listeners, ServerError, WebhookState};
-use crate::tls::ServerTls;
+use crate::boot::config::ServeConfig;
+use crate::decision::injection::Settings;
+use crate::edge::admin::{self, AdminState};
+use crate::edge::metrics::Metrics;
+use crate::edge::server::{self, Listeners, ServerError, WebhookState};
+use crate::edge::tls::ServerTls;
 
 /// Whether the webhook answers admissions correctly now: true once the caches have synced,
 /// false again when shutdown begins. The admin endpoint's `/readyz` reads it.

@@ -1,0 +1,7 @@
+//! Start-up: the binary's [`config`] (flags and their validation), the one place that wires
+//! caches, backends, admitter and servers together ([`app`]), and the `certs` subcommand
+//! ([`certs`]).
+
+pub mod app;
+pub mod certs;
+pub mod config;
