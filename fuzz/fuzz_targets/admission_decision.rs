@@ -30,6 +30,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use iomete_secrets_webhook::admission::review;
 use iomete_secrets_webhook::admission::{Admitter, Answer, Limits};
 use iomete_secrets_webhook::backends::Backends;
 use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
@@ -39,7 +40,6 @@ use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
 use iomete_secrets_webhook::decision::injection::{MAX_PATCH_BYTES, Settings};
 use iomete_secrets_webhook::decision::pod::{Container, Pod};
 use iomete_secrets_webhook::decision::reference::{Source, parse_annotations};
-use iomete_secrets_webhook::admission::review;
 use iomete_secrets_webhook_fuzz::cluster::{self, DOMAIN_LABEL, STORE_NAMESPACE};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};

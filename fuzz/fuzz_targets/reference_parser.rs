@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+use iomete_secrets_webhook::backends::kubernetes::{is_store_secret_name, store_secret_name};
 use iomete_secrets_webhook::decision::reference::{
     self, KubernetesStore, ReferenceError, References, SecretRef, Source,
 };
@@ -271,8 +272,8 @@ fn check_store(id: &str, store: &KubernetesStore) {
         ),
     };
     assert_eq!(*store, expected, "id {id:?}");
-    assert_eq!(store.secret_name(), secret);
-    assert!(KubernetesStore::is_store_secret_name(&secret));
+    assert_eq!(store_secret_name(&store), secret);
+    assert!(is_store_secret_name(&secret));
 }
 
 /// Whether the parser should take the entry: an accepted shape with strings where strings go

@@ -22,7 +22,8 @@ use tokio::sync::watch;
 use super::vault::resource::CREDENTIALS_SECRET_PREFIX;
 use super::watch::follow;
 use super::{BackendError, FetchedValue, SecretBackend};
-use crate::decision::reference::{KubernetesStore, SecretRef, Source, is_dns_label};
+use crate::decision::names::is_dns_label;
+use crate::decision::reference::{GLOBAL_STORE_ID, KubernetesStore, SecretRef, Source};
 use crate::decision::scope::NamespaceScope;
 
 /// Where the stores live and how namespaces are classified.
@@ -190,7 +191,7 @@ impl KubernetesStores {
                     .metadata
                     .name
                     .as_deref()
-                    .is_some_and(KubernetesStore::is_store_secret_name)
+                    .is_some_and(is_store_secret_name)
             })
             .collect();
         StoreSizes {
@@ -239,7 +240,7 @@ impl StoreSnapshot<'_> {
     }
 
     fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
-        let name = store.secret_name();
+        let name = store_secret_name(store);
         let namespace = &self.stores.settings.store_namespace;
         let secret = self
             .secret(&name)
@@ -278,9 +279,31 @@ impl SecretBackend for StoreSnapshot<'_> {
 /// Whether a Secret belongs in the cache: a store, or a Vault credentials Secret. Pods can
 /// reference only the former: no store id maps to a credentials name.
 pub fn is_cached_secret(secret: &Secret) -> bool {
-    secret.metadata.name.as_deref().is_some_and(|name| {
-        KubernetesStore::is_store_secret_name(name) || is_vault_credentials_name(name)
-    })
+    secret
+        .metadata
+        .name
+        .as_deref()
+        .is_some_and(|name| is_store_secret_name(name) || is_vault_credentials_name(name))
+}
+
+/// The name of the Secret that backs `store` in the store namespace.
+pub fn store_secret_name(store: &KubernetesStore) -> String {
+    match store {
+        KubernetesStore::Domain(domain) => format!("iomete-secret-store-{domain}"),
+        KubernetesStore::Global => "iomete-secret-store".to_owned(),
+        KubernetesStore::Admin => "iomete-secret-store-admin".to_owned(),
+    }
+}
+
+/// Whether `name` is the name of some store Secret (so the watch can drop every other Secret).
+pub fn is_store_secret_name(name: &str) -> bool {
+    match name.strip_prefix("iomete-secret-store") {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('-')
+            .is_some_and(|id| is_dns_label(id) && id != GLOBAL_STORE_ID),
+        None => false,
+    }
 }
 
 fn is_vault_credentials_name(name: &str) -> bool {
@@ -300,4 +323,39 @@ fn strip_namespace(namespace: &mut Namespace) {
     namespace.metadata.managed_fields = None;
     namespace.spec = None;
     namespace.status = None;
+}
+
+#[cfg(test)]
+mod tests {
+    use rstest::rstest;
+
+    use super::*;
+
+    #[rstest]
+    #[case("iomete-secret-store", true)]
+    #[case("iomete-secret-store-admin", true)]
+    #[case("iomete-secret-store-finance", true)]
+    #[case("iomete-secret-store-marketing-2", true)]
+    #[case("iomete-secret-store-global", false)]
+    #[case("iomete-secret-store-", false)]
+    #[case("iomete-secret-store-Bad", false)]
+    #[case("iomete-secret-store--x", false)]
+    #[case("iomete-secret-store-a.b", false)]
+    #[case("iomete-secret-storefinance", false)]
+    #[case("iomete-secret-stor", false)]
+    #[case("x-iomete-secret-store", false)]
+    #[case("other", false)]
+    #[case("", false)]
+    fn store_secret_names(#[case] name: &str, #[case] expected: bool) {
+        assert_eq!(is_store_secret_name(name), expected);
+    }
+
+    #[rstest]
+    #[case(KubernetesStore::Global, "iomete-secret-store")]
+    #[case(KubernetesStore::Admin, "iomete-secret-store-admin")]
+    #[case(KubernetesStore::Domain("finance".into()), "iomete-secret-store-finance")]
+    fn stores_name_their_secret(#[case] store: KubernetesStore, #[case] secret_name: &str) {
+        assert_eq!(store_secret_name(&store), secret_name);
+        assert!(is_store_secret_name(&store_secret_name(&store)));
+    }
 }

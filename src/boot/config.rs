@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::backends::kubernetes::StoreSettings;
 use crate::backends::vault::VaultSettings;
 use crate::backends::vault::client::Timeouts;
-use crate::decision::reference::is_dns_label;
+use crate::decision::names::is_dns_label;
 
 /// A flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! webhook substituted the global store's value in place. This module finds and validates those
 //! placeholders; it never sees values, only the template they will be written into.
 
-use crate::decision::reference::validate_secret_key;
+use crate::decision::names::validate_secret_key;
 
 const OPENING: &str = "${secrets.";
 

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::decision::expansion::kubelet_expand;
-use crate::decision::reference::{SPARK_CONF_SECRETS_ANNOTATION, validate_spark_property};
+use crate::decision::names::validate_spark_property;
+use crate::decision::reference::SPARK_CONF_SECRETS_ANNOTATION;
 
 /// The variable the launcher reads its JVM options from.
 pub const SPARK_SUBMIT_OPTS: &str = "SPARK_SUBMIT_OPTS";

@@ -171,7 +171,7 @@ pub struct LayoutError {
 
 impl VaultTarget {
     pub fn from_spec(spec: &VaultConfigSpec) -> Result<Self, SpecError> {
-        if !crate::decision::reference::is_dns_label(&spec.domain) {
+        if !crate::decision::names::is_dns_label(&spec.domain) {
             return Err(SpecError::Domain(spec.domain.clone()));
         }
         let host = parse_host(&spec.host).ok_or_else(|| SpecError::Host(spec.host.clone()))?;
@@ -216,7 +216,7 @@ impl VaultTarget {
     }
 
     /// The secret and field `key` names under this configuration's layout. The key has passed
-    /// [`crate::decision::reference::validate_vault_key`].
+    /// [`crate::decision::names::validate_vault_key`].
     pub fn locate(&self, key: &str) -> Result<Location, LayoutError> {
         let join = |rest: &str| {
             if self.prefix.is_empty() {
