@@ -1246,8 +1246,8 @@ async fn a_burst_during_store_updates_never_mixes_versions() {
 async fn one_admission_reads_one_version_of_a_store() {
     use crate::support;
     use iomete_secrets_webhook::admission::{Admitter, Limits};
-    use iomete_secrets_webhook::backends::KubernetesStores;
-    use iomete_secrets_webhook::backends::kubernetes::StoreSettings;
+    use iomete_secrets_webhook::backends::KubernetesCaches;
+    use iomete_secrets_webhook::backends::kubernetes::ScopePolicy;
     use iomete_secrets_webhook::decision::injection::Settings;
     use kube::runtime::watcher::Event;
 
@@ -1265,7 +1265,7 @@ async fn one_admission_reads_one_version_of_a_store() {
             support::store("iomete-secret-store-burst", &data)
         })
         .collect();
-    let (stores, mut writers) = KubernetesStores::new(StoreSettings {
+    let (stores, mut writers) = KubernetesCaches::new(ScopePolicy {
         store_namespace: STORE_NAMESPACE.into(),
         admin_namespaces: [STORE_NAMESPACE.to_owned()].into(),
         domain_label: "iomete.com/domain".into(),
@@ -1283,7 +1283,7 @@ async fn one_admission_reads_one_version_of_a_store() {
         .secrets
         .apply_watcher_event(&Event::InitApply(versions[0].clone()));
     writers.secrets.apply_watcher_event(&Event::InitDone);
-    stores.mark_ready_when_synced().await;
+    stores.mark_fresh_once_listed().await;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = std::thread::spawn({
         let done = done.clone();

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::backends::Backends;
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings, StoreWriters};
+use iomete_secrets_webhook::backends::kubernetes::{CacheWriters, KubernetesCaches, ScopePolicy};
 use iomete_secrets_webhook::backends::vault::VaultBackend;
 use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use iomete_secrets_webhook::decision::injection::{DRY_RUN_MARKER, Settings};
@@ -555,8 +555,8 @@ impl Fixtures {
 /// Store caches holding the case's cluster, fed as a watch's first listing and marked synced,
 /// and their writers, which must live as long as the caches are read (as the watch task keeps
 /// them in production).
-async fn caches(case: &Case) -> (KubernetesStores, StoreWriters) {
-    let settings = StoreSettings {
+async fn caches(case: &Case) -> (KubernetesCaches, CacheWriters) {
+    let settings = ScopePolicy {
         store_namespace: STORE_NAMESPACE.to_owned(),
         admin_namespaces: case
             .admin_namespaces
@@ -565,7 +565,7 @@ async fn caches(case: &Case) -> (KubernetesStores, StoreWriters) {
             .collect(),
         domain_label: case.domain_label.to_owned(),
     };
-    let (stores, mut writers) = KubernetesStores::new(settings);
+    let (stores, mut writers) = KubernetesCaches::new(settings);
     writers.namespaces.apply_watcher_event(&Event::Init);
     for (name, labels) in &case.cluster {
         let labels: BTreeMap<String, String> = labels
@@ -614,14 +614,14 @@ async fn caches(case: &Case) -> (KubernetesStores, StoreWriters) {
             .apply_watcher_event(&Event::InitApply(secret));
     }
     writers.secrets.apply_watcher_event(&Event::InitDone);
-    stores.mark_ready_when_synced().await;
+    stores.mark_fresh_once_listed().await;
     (stores, writers)
 }
 
 /// The webhook for one case: the case's caches and settings. Its Vault backend (configurations
 /// loaded, none defined: no case references Vault) is the worker's, shared by all its cases,
 /// which saves a fifth of a debug build's time per case.
-fn admitter(stores: KubernetesStores, vault: &VaultBackend, case: &Case) -> Admitter {
+fn admitter(stores: KubernetesCaches, vault: &VaultBackend, case: &Case) -> Admitter {
     Admitter::new(
         Arc::new(Backends {
             kubernetes: stores,
@@ -639,12 +639,12 @@ fn admitter(stores: KubernetesStores, vault: &VaultBackend, case: &Case) -> Admi
 
 /// A worker's Vault backend. It never reads credentials, so it gets caches that hold nothing.
 fn vault_backend() -> VaultBackend {
-    let settings = StoreSettings {
+    let settings = ScopePolicy {
         store_namespace: STORE_NAMESPACE.to_owned(),
         admin_namespaces: BTreeSet::new(),
         domain_label: DOMAIN_LABELS[0].to_owned(),
     };
-    let (credentials, _) = KubernetesStores::new(settings);
+    let (credentials, _) = KubernetesCaches::new(settings);
     support::backends(credentials, Vec::new(), support::vault_settings()).vault
 }
 

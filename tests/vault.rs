@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use iomete_secrets_webhook::admission::{Admitter, Limits};
 use iomete_secrets_webhook::backends::Backends;
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
+use iomete_secrets_webhook::backends::kubernetes::{KubernetesCaches, ScopePolicy};
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::resource::VaultConfigSpec;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
@@ -34,7 +34,7 @@ path "secret/data/spark" { capabilities = ["read"] }"#;
 struct Webhook {
     fake: FakeApiServer,
     admitter: Admitter,
-    stores: KubernetesStores,
+    stores: KubernetesCaches,
     vault: VaultBackend,
     metrics: VaultMetrics,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -65,20 +65,20 @@ impl Webhook {
         );
         let config = kube::Config::new(fake.url().parse().expect("the fake's URL"));
         let client = kube::Client::try_from(config).expect("a client for the fake");
-        let store_settings = StoreSettings {
+        let store_settings = ScopePolicy {
             store_namespace: STORE_NAMESPACE.into(),
             admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
             domain_label: "iomete.com/domain".into(),
         };
-        let (stores, drive_stores) = KubernetesStores::watch(client.clone(), store_settings);
+        let (stores, drive_stores) = KubernetesCaches::watch(client.clone(), store_settings);
         let metrics = VaultMetrics::default();
         let (vault, drive_vault) =
             VaultBackend::watch(client, vault_settings, stores.clone(), metrics.clone());
         let tasks = vec![tokio::spawn(drive_stores), tokio::spawn(drive_vault)];
-        tokio::time::timeout(Duration::from_secs(10), stores.synced())
+        tokio::time::timeout(Duration::from_secs(10), stores.until_fresh())
             .await
             .expect("the store caches sync");
-        wait_for("the VaultConfigs to load", || vault.is_loaded()).await;
+        wait_for("the VaultConfigs to load", || vault.is_fresh()).await;
         let admitter = Admitter::new(
             Arc::new(Backends {
                 kubernetes: stores.clone(),

@@ -33,7 +33,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use iomete_secrets_webhook::admission::review;
 use iomete_secrets_webhook::admission::{Admitter, Answer, Limits};
 use iomete_secrets_webhook::backends::Backends;
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
+use iomete_secrets_webhook::backends::kubernetes::{KubernetesCaches, ScopePolicy};
 use iomete_secrets_webhook::backends::vault::client::Timeouts;
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
@@ -91,7 +91,7 @@ fn admitter(backends: Backends) -> Admitter {
 
 /// The Kubernetes stores, and a Vault backend whose configuration cache has loaded and holds no
 /// configuration: every VAULT reference is answered "no such configuration" without any network.
-async fn backends(stores: KubernetesStores) -> Backends {
+async fn backends(stores: KubernetesCaches) -> Backends {
     let settings = VaultSettings {
         store_namespace: STORE_NAMESPACE.to_owned(),
         cache_ttl: Duration::from_secs(30),
@@ -105,7 +105,7 @@ async fn backends(stores: KubernetesStores) -> Backends {
     let (vault, mut writer) = VaultBackend::new(settings, stores.clone(), VaultMetrics::default());
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
-    vault.mark_loaded_when_synced().await;
+    vault.mark_fresh_once_listed().await;
     // Kept for the life of the process, as the watch task keeps it.
     std::mem::forget(writer);
     Backends {
@@ -115,8 +115,8 @@ async fn backends(stores: KubernetesStores) -> Backends {
 }
 
 /// The caches after a watch's first listing of [`cluster`]'s namespaces and stores.
-async fn fed_stores() -> KubernetesStores {
-    let settings = StoreSettings {
+async fn fed_stores() -> KubernetesCaches {
+    let settings = ScopePolicy {
         store_namespace: STORE_NAMESPACE.to_owned(),
         admin_namespaces: cluster::ADMIN_NAMESPACES
             .iter()
@@ -124,7 +124,7 @@ async fn fed_stores() -> KubernetesStores {
             .collect(),
         domain_label: DOMAIN_LABEL.to_owned(),
     };
-    let (stores, mut writers) = KubernetesStores::new(settings);
+    let (stores, mut writers) = KubernetesCaches::new(settings);
     writers.namespaces.apply_watcher_event(&Event::Init);
     for (name, labels) in cluster::NAMESPACES {
         let namespace = Namespace {
@@ -168,8 +168,8 @@ async fn fed_stores() -> KubernetesStores {
             .apply_watcher_event(&Event::InitApply(secret));
     }
     writers.secrets.apply_watcher_event(&Event::InitDone);
-    stores.mark_ready_when_synced().await;
-    assert!(stores.is_ready(), "the fed caches are ready");
+    stores.mark_fresh_once_listed().await;
+    assert!(stores.is_fresh(), "the fed caches are ready");
     // The watch task keeps the writers for the life of the process; so does the harness.
     std::mem::forget(writers);
     stores

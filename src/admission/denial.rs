@@ -50,7 +50,7 @@ impl AdmissionError {
                 InjectionError::OutOfScope(_) => (403, "Forbidden", "out_of_scope"),
                 InjectionError::SecretsV2Disabled => (400, "BadRequest", "secrets_v2_disabled"),
                 InjectionError::VaultConfigNotFound { .. } => (404, "NotFound", "not_found"),
-                InjectionError::VaultConfigsNotLoaded { .. } => {
+                InjectionError::VaultConfigsNotFresh { .. } => {
                     (503, "ServiceUnavailable", "unavailable")
                 }
                 InjectionError::SparkConf { .. } => (400, "BadRequest", "spark_conf"),

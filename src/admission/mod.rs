@@ -198,7 +198,7 @@ impl Admitter {
             return Ok(None);
         }
         let kubernetes = &self.backends.kubernetes;
-        if !kubernetes.is_ready() {
+        if !kubernetes.is_fresh() {
             let unavailable = BackendError::Unavailable(
                 "its caches are syncing (at start, or after a watch failed)".into(),
             );

@@ -26,33 +26,36 @@ use crate::decision::names::is_dns_label;
 use crate::decision::reference::{GLOBAL_STORE_ID, KubernetesStore, SecretRef, Source};
 use crate::decision::scope::NamespaceScope;
 
-/// Where the stores live and how namespaces are classified.
+/// The scope policy: where the stores live and how namespaces are classified (domain label,
+/// admin namespaces).
 #[derive(Debug, Clone)]
-pub struct StoreSettings {
+pub struct ScopePolicy {
     pub store_namespace: String,
     pub admin_namespaces: BTreeSet<String>,
     pub domain_label: String,
 }
 
-/// The watch-backed caches of store Secrets and Namespaces.
+/// The watch-backed caches of the store namespace's Secrets (stores and Vault credentials) and
+/// of all Namespaces (their labels: the scope of each).
 #[derive(Clone)]
-pub struct KubernetesStores {
-    settings: StoreSettings,
+pub struct KubernetesCaches {
+    settings: ScopePolicy,
     secrets: Store<Secret>,
     namespaces: Store<Namespace>,
-    current: Arc<Currency>,
+    fresh: Arc<Freshness>,
 }
 
-/// Whether each cache is current, and both together as a channel readiness can wait on.
-struct Currency {
+/// Whether each cache is fresh (holds a complete listing, its watch not failed since), and both
+/// together as a channel readiness can wait on.
+struct Freshness {
     secrets: AtomicBool,
     namespaces: AtomicBool,
     both: watch::Sender<bool>,
 }
 
-impl Currency {
-    fn set(&self, cache: &AtomicBool, current: bool) {
-        cache.store(current, Ordering::SeqCst);
+impl Freshness {
+    fn set(&self, cache: &AtomicBool, fresh: bool) {
+        cache.store(fresh, Ordering::SeqCst);
         let both = self.secrets.load(Ordering::SeqCst) && self.namespaces.load(Ordering::SeqCst);
         self.both
             .send_if_modified(|state| std::mem::replace(state, both) != both);
@@ -60,7 +63,7 @@ impl Currency {
 }
 
 /// The write side of the caches: whoever holds it feeds watch events in.
-pub struct StoreWriters {
+pub struct CacheWriters {
     pub secrets: Writer<Secret>,
     pub namespaces: Writer<Namespace>,
 }
@@ -73,22 +76,22 @@ pub struct StoreSizes {
     pub namespaces: usize,
 }
 
-impl KubernetesStores {
+impl KubernetesCaches {
     /// Empty caches and their writers (tests and [`Self::watch`] feed the writers).
-    pub fn new(settings: StoreSettings) -> (Self, StoreWriters) {
+    pub fn new(settings: ScopePolicy) -> (Self, CacheWriters) {
         let (secrets, secrets_writer) = reflector::store();
         let (namespaces, namespaces_writer) = reflector::store();
-        let stores = KubernetesStores {
+        let stores = KubernetesCaches {
             settings,
             secrets,
             namespaces,
-            current: Arc::new(Currency {
+            fresh: Arc::new(Freshness {
                 secrets: AtomicBool::new(false),
                 namespaces: AtomicBool::new(false),
                 both: watch::Sender::new(false),
             }),
         };
-        let writers = StoreWriters {
+        let writers = CacheWriters {
             secrets: secrets_writer,
             namespaces: namespaces_writer,
         };
@@ -100,19 +103,19 @@ impl KubernetesStores {
     /// listing (see [`super::watch`]).
     pub fn watch(
         client: Client,
-        settings: StoreSettings,
+        settings: ScopePolicy,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let secrets_api: Api<Secret> = Api::namespaced(client.clone(), &settings.store_namespace);
         let namespaces_api: Api<Namespace> = Api::all(client);
         let (stores, writers) = Self::new(settings);
-        let current = stores.current.clone();
+        let freshness = stores.fresh.clone();
         let drive = async move {
             let secrets = follow(
                 secrets_api,
                 writers.secrets,
                 is_cached_secret,
                 strip_secret,
-                |fresh| current.set(&current.secrets, fresh),
+                |fresh| freshness.set(&freshness.secrets, fresh),
                 "secrets",
             );
             let namespaces = follow(
@@ -120,7 +123,7 @@ impl KubernetesStores {
                 writers.namespaces,
                 |_| true,
                 strip_namespace,
-                |fresh| current.set(&current.namespaces, fresh),
+                |fresh| freshness.set(&freshness.namespaces, fresh),
                 "namespaces",
             );
             future::join(secrets, namespaces).await;
@@ -128,9 +131,9 @@ impl KubernetesStores {
         (stores, drive)
     }
 
-    /// Resolves once both caches hold a complete first listing, and marks them current. For
-    /// caches fed by hand (tests); [`Self::watch`] tracks currency itself.
-    pub async fn mark_ready_when_synced(&self) {
+    /// Resolves once both caches hold a complete first listing, and marks them fresh. For
+    /// caches fed by hand (tests); [`Self::watch`] tracks freshness itself.
+    pub async fn mark_fresh_once_listed(&self) {
         let (secrets, namespaces) = future::join(
             self.secrets.wait_until_ready(),
             self.namespaces.wait_until_ready(),
@@ -138,20 +141,20 @@ impl KubernetesStores {
         .await;
         // An error means a writer was dropped: never ready.
         if secrets.is_ok() && namespaces.is_ok() {
-            self.current.set(&self.current.secrets, true);
-            self.current.set(&self.current.namespaces, true);
+            self.fresh.set(&self.fresh.secrets, true);
+            self.fresh.set(&self.fresh.namespaces, true);
         }
     }
 
-    /// Resolves once both caches are current (any number of waiters).
-    pub async fn synced(&self) {
+    /// Resolves once both caches are fresh (any number of waiters).
+    pub async fn until_fresh(&self) {
         // The sender lives as long as `self`, so waiting cannot fail.
-        let _ = self.current.both.subscribe().wait_for(|ready| *ready).await;
+        let _ = self.fresh.both.subscribe().wait_for(|ready| *ready).await;
     }
 
-    /// Whether both caches are current: listed, and their watches not failed since.
-    pub fn is_ready(&self) -> bool {
-        *self.current.both.borrow()
+    /// Whether both caches are fresh: listed, and their watches not failed since.
+    pub fn is_fresh(&self) -> bool {
+        *self.fresh.both.borrow()
     }
 
     /// What the namespace may read, or `None` when the namespace is not (yet) known.
@@ -214,9 +217,9 @@ impl KubernetesStores {
     }
 }
 
-/// The stores as one admission sees them (see [`KubernetesStores::snapshot`]).
+/// The stores as one admission sees them (see [`KubernetesCaches::snapshot`]).
 pub struct StoreSnapshot<'a> {
-    stores: &'a KubernetesStores,
+    stores: &'a KubernetesCaches,
     /// Store Secrets read so far (`None`: absent); an admission names a handful at most.
     seen: std::sync::Mutex<Vec<(String, Option<Arc<Secret>>)>>,
 }

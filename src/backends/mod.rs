@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use crate::decision::reference::{SecretRef, Source};
 use crate::decision::scope::VaultGrant;
 
-pub use kubernetes::KubernetesStores;
+pub use kubernetes::KubernetesCaches;
 pub use vault::VaultBackend;
 
 /// A secret could not be fetched. Messages name stores and keys, never values.
@@ -101,7 +101,7 @@ pub struct FetchedValue {
 
 /// Every configured backend, dispatched by source type.
 pub struct Backends {
-    pub kubernetes: KubernetesStores,
+    pub kubernetes: KubernetesCaches,
     pub vault: VaultBackend,
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admission::{Admitter, Limits};
-use crate::backends::{Backends, KubernetesStores, VaultBackend};
+use crate::backends::{Backends, KubernetesCaches, VaultBackend};
 use crate::boot::config::ServeConfig;
 use crate::decision::injection::Settings;
 use crate::edge::admin::{self, AdminState};
@@ -45,7 +45,7 @@ pub async fn run(
     let listeners = Listeners::bind(config.listen, config.admin_listen)?;
     let reload_certificates = tokio::spawn(tls.certificates.watch());
 
-    let (stores, drive_watches) = KubernetesStores::watch(client.clone(), config.stores.clone());
+    let (stores, drive_watches) = KubernetesCaches::watch(client.clone(), config.stores.clone());
     let metrics = Arc::new(Metrics::new());
     let (vault, drive_vault) = VaultBackend::watch(
         client,
@@ -54,7 +54,7 @@ pub async fn run(
         metrics.vault(),
     );
     let ready = Readiness::default();
-    let readiness = tokio::spawn(mark_ready_when_synced(stores.clone(), ready.clone()));
+    let readiness = tokio::spawn(ready_once_caches_fresh(stores.clone(), ready.clone()));
     let stop_readiness = readiness.abort_handle();
     let background = [
         tokio::spawn(drive_watches),
@@ -104,8 +104,8 @@ pub async fn run(
     served
 }
 
-async fn mark_ready_when_synced(stores: KubernetesStores, ready: Readiness) {
-    stores.synced().await;
+async fn ready_once_caches_fresh(stores: KubernetesCaches, ready: Readiness) {
+    stores.until_fresh().await;
     ready.set(true);
     tracing::info!("secret store and namespace caches synced; ready");
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::backends::kubernetes::StoreSettings;
+use crate::backends::kubernetes::ScopePolicy;
 use crate::backends::vault::VaultSettings;
 use crate::backends::vault::client::Timeouts;
 use crate::decision::names::is_dns_label;
@@ -177,7 +177,7 @@ pub struct ServeConfig {
     pub tls_key: PathBuf,
     pub client_ca: Option<PathBuf>,
     pub admin_listen: SocketAddr,
-    pub stores: StoreSettings,
+    pub stores: ScopePolicy,
     pub secrets_v2_enabled: bool,
     pub admission_timeout: Duration,
     pub max_in_flight: usize,
@@ -232,7 +232,7 @@ impl ServeArgs {
             tls_key: self.tls_key.clone(),
             client_ca: self.client_ca.clone(),
             admin_listen: self.admin_listen,
-            stores: StoreSettings {
+            stores: ScopePolicy {
                 store_namespace: self.store_namespace.clone(),
                 admin_namespaces,
                 domain_label: self.domain_label.clone(),

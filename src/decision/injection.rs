@@ -233,8 +233,8 @@ fn authorize_v2(
                         config: config.clone(),
                     });
                 }
-                VaultOwner::NotLoaded => {
-                    return Err(InjectionError::VaultConfigsNotLoaded {
+                VaultOwner::NotFresh => {
+                    return Err(InjectionError::VaultConfigsNotFresh {
                         reference: describe(),
                     });
                 }

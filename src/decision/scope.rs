@@ -82,10 +82,11 @@ pub struct VaultGrant {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum VaultOwner {
     Owned(VaultGrant),
-    /// The configurations are loaded and this one is not among them.
+    /// The configurations are fresh and this one is not among them.
     NoSuchConfig,
-    /// The configurations have not been loaded yet (or cannot be), so nothing can be decided.
-    NotLoaded,
+    /// The configurations are not fresh (not listed yet, or their watch is reconnecting), so
+    /// nothing can be decided.
+    NotFresh,
 }
 
 /// Who owns each Vault configuration. The Vault backend answers from its watch cache; tests

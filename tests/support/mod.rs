@@ -7,7 +7,7 @@
 use base64::Engine as _;
 use std::collections::BTreeSet;
 
-use iomete_secrets_webhook::backends::kubernetes::{KubernetesStores, StoreSettings};
+use iomete_secrets_webhook::backends::kubernetes::{KubernetesCaches, ScopePolicy};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -159,13 +159,13 @@ pub async fn stores(
     namespaces: Vec<Namespace>,
     secrets: Vec<Secret>,
     synced: bool,
-) -> KubernetesStores {
-    let settings = StoreSettings {
+) -> KubernetesCaches {
+    let settings = ScopePolicy {
         store_namespace: STORE_NAMESPACE.into(),
         admin_namespaces: BTreeSet::from([STORE_NAMESPACE.to_owned()]),
         domain_label: "iomete.com/domain".into(),
     };
-    let (stores, mut writers) = KubernetesStores::new(settings);
+    let (stores, mut writers) = KubernetesCaches::new(settings);
     if synced {
         writers.namespaces.apply_watcher_event(&Event::Init);
         for namespace in namespaces {
@@ -181,7 +181,7 @@ pub async fn stores(
                 .apply_watcher_event(&Event::InitApply(secret));
         }
         writers.secrets.apply_watcher_event(&Event::InitDone);
-        stores.mark_ready_when_synced().await;
+        stores.mark_fresh_once_listed().await;
     }
     // The writers must outlive the test, as the watch task keeps them in production.
     std::mem::forget(writers);
@@ -207,7 +207,7 @@ pub fn vault_settings() -> iomete_secrets_webhook::backends::vault::VaultSetting
 /// Backends over `stores` and a loaded Vault configuration cache holding `vault_configs`
 /// (credentials come from `stores`).
 pub fn backends(
-    stores: KubernetesStores,
+    stores: KubernetesCaches,
     vault_configs: Vec<iomete_secrets_webhook::backends::vault::resource::VaultConfig>,
     vault_settings: iomete_secrets_webhook::backends::vault::VaultSettings,
 ) -> iomete_secrets_webhook::backends::Backends {
@@ -222,7 +222,7 @@ pub fn backends(
     writer.apply_watcher_event(&Event::InitDone);
     // The store is complete, so this resolves at once; blocking keeps the helper usable from
     // synchronous setup code.
-    futures::executor::block_on(vault.mark_loaded_when_synced());
+    futures::executor::block_on(vault.mark_fresh_once_listed());
     std::mem::forget(writer);
     iomete_secrets_webhook::backends::Backends {
         kubernetes: stores,

@@ -30,7 +30,7 @@ use self::cache::{CacheKey, LookupSource, ValueCache};
 use self::client::{Credentials, FieldValue, Timeouts, VaultConnection, VaultError};
 use self::metrics::VaultMetrics;
 use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_name};
-use super::kubernetes::KubernetesStores;
+use super::kubernetes::KubernetesCaches;
 use super::watch::follow;
 use super::{BackendError, FetchedValue};
 use crate::decision::reference::{SecretRef, Source};
@@ -57,9 +57,9 @@ pub struct VaultBackend {
 struct Inner {
     settings: VaultSettings,
     configs: Store<VaultConfig>,
-    loaded: watch::Sender<bool>,
+    fresh: watch::Sender<bool>,
     changed: Notify,
-    credentials: KubernetesStores,
+    credentials: KubernetesCaches,
     connections: Mutex<HashMap<String, Arc<Connection>>>,
     epochs: AtomicU64,
     cache: ValueCache,
@@ -86,7 +86,7 @@ impl VaultBackend {
     /// directly; [`Self::watch`] feeds it from the API server).
     pub fn new(
         settings: VaultSettings,
-        credentials: KubernetesStores,
+        credentials: KubernetesCaches,
         metrics: VaultMetrics,
     ) -> (Self, Writer<VaultConfig>) {
         let (configs, writer) = reflector::store();
@@ -95,7 +95,7 @@ impl VaultBackend {
             inner: Arc::new(Inner {
                 settings,
                 configs,
-                loaded: watch::Sender::new(false),
+                fresh: watch::Sender::new(false),
                 changed: Notify::new(),
                 credentials,
                 connections: Mutex::new(HashMap::new()),
@@ -112,7 +112,7 @@ impl VaultBackend {
     pub fn watch(
         client: Client,
         settings: VaultSettings,
-        credentials: KubernetesStores,
+        credentials: KubernetesCaches,
         metrics: VaultMetrics,
     ) -> (Self, impl Future<Output = ()> + Send + 'static) {
         let api: Api<VaultConfig> = Api::namespaced(client.clone(), &settings.store_namespace);
@@ -129,7 +129,7 @@ impl VaultBackend {
                 },
                 |config: &mut VaultConfig| config.metadata.managed_fields = None,
                 |current| {
-                    feeder.inner.loaded.send_replace(current);
+                    feeder.inner.fresh.send_replace(current);
                     feeder.inner.changed.notify_one();
                 },
                 "vaultconfigs",
@@ -140,18 +140,18 @@ impl VaultBackend {
         (backend, drive)
     }
 
-    /// Resolves once the configurations have been listed, and marks them loaded. For caches fed
+    /// Resolves once the configurations have been listed, and marks them fresh. For caches fed
     /// by hand (tests); [`Self::watch`] tracks currency itself.
-    pub async fn mark_loaded_when_synced(&self) {
+    pub async fn mark_fresh_once_listed(&self) {
         if self.inner.configs.wait_until_ready().await.is_ok() {
-            self.inner.loaded.send_replace(true);
+            self.inner.fresh.send_replace(true);
             self.inner.changed.notify_one();
         }
     }
 
-    /// Whether the configurations are current: listed, and their watch not failed since.
-    pub fn is_loaded(&self) -> bool {
-        *self.inner.loaded.borrow()
+    /// Whether the configurations are fresh: listed, and their watch not failed since.
+    pub fn is_fresh(&self) -> bool {
+        *self.inner.fresh.borrow()
     }
 
     /// Wakes the status checks (a configuration or its credentials may have changed).
@@ -368,8 +368,8 @@ impl VaultBackend {
 
 impl VaultOwners for VaultBackend {
     fn owner(&self, config: &str) -> VaultOwner {
-        if !self.is_loaded() {
-            return VaultOwner::NotLoaded;
+        if !self.is_fresh() {
+            return VaultOwner::NotFresh;
         }
         match self.config(config) {
             Some(config) => VaultOwner::Owned(VaultGrant {

@@ -39,7 +39,7 @@ pub async fn run_checks(backend: VaultBackend, api: Api<VaultConfig>) {
             _ = backend.inner.changed.notified() => {}
             _ = tokio::time::sleep(CHANGE_POLL) => {}
         }
-        if !backend.is_loaded() {
+        if !backend.is_fresh() {
             continue;
         }
         let interval = backend.inner.settings.check_interval;

@@ -36,7 +36,7 @@ pub enum InjectionError {
     #[error(
         "{reference} uses a Vault source, but the webhook's copy of the Vault configurations is not current (still loading, or its watch is reconnecting); this is temporary, retry the request"
     )]
-    VaultConfigsNotLoaded { reference: String },
+    VaultConfigsNotFresh { reference: String },
     #[error("container {container:?}: {source}")]
     SparkConf {
         container: String,

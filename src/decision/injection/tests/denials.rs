@@ -190,7 +190,7 @@ fn vault_references_wait_for_the_configurations_to_load() {
     struct NotLoaded;
     impl VaultOwners for NotLoaded {
         fn owner(&self, _: &str) -> VaultOwner {
-            VaultOwner::NotLoaded
+            VaultOwner::NotFresh
         }
     }
     let annotation = json!([
@@ -204,7 +204,7 @@ fn vault_references_wait_for_the_configurations_to_load() {
     );
     assert_eq!(
         plan(&pod(&original), &finance(), &V2_ON, &NotLoaded).unwrap_err(),
-        InjectionError::VaultConfigsNotLoaded {
+        InjectionError::VaultConfigsNotFresh {
             reference: "secrets.iomete.com/env-secrets entry \"TOKEN\" (VAULT/vault-finance/token)"
                 .into()
         }
