@@ -3,8 +3,7 @@
 //! that cannot skip authorization, and log lines a pod's names cannot forge.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -23,6 +22,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 mod support;
+use support::log_capture::CapturedLog;
 use support::{STORE_NAMESPACE, fixture, namespace, review_of, store};
 
 /// A webhook router over in-memory caches: finance and marketing domains, the three stores.
@@ -167,19 +167,6 @@ async fn a_forged_injected_digest_is_still_authorized(
 }
 
 /// A writer the test reads back: the text log as an operator's terminal would get it.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Names are not validated yet when mutating admission runs: a newline in one used to start a
 /// forged `admission … decision="patched"` line, and ANSI escapes reached the terminal.
 #[rstest]
@@ -190,13 +177,7 @@ impl Write for Captured {
 #[case::container_name("container", "c\n INFO admission decision=\"patched\" \u{1b}[2J")]
 #[tokio::test]
 async fn request_names_cannot_forge_text_log_lines(#[case] field: &str, #[case] name: &str) {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _capturing) = CapturedLog::install();
 
     let router = router(Duration::from_secs(5)).await;
     let mut pod = wide_pod(1, 1);
@@ -209,7 +190,7 @@ async fn request_names_cannot_forge_text_log_lines(#[case] field: &str, #[case] 
     assert_eq!(status(&answer).1, 403);
     let _ = review(&router, &review_of(pod, "spark-jobs")).await;
 
-    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = captured.take();
     let lines: Vec<&str> = log.lines().filter(|line| !line.is_empty()).collect();
     assert_eq!(lines.len(), 2, "one line per admission:\n{log}");
     assert!(

@@ -42,6 +42,7 @@ use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
 
 mod support;
+use support::log_capture::CapturedLog;
 use support::{fixture, patched_object};
 
 const STORE_NAMESPACE: &str = "iomete-system";
@@ -734,6 +735,7 @@ fn check(
     vault: &VaultBackend,
     fixtures: &Fixtures,
     tally: &Tally,
+    log: &CapturedLog,
     case: &Case,
 ) -> Result<(), TestCaseError> {
     let model = Model { case };
@@ -743,6 +745,8 @@ fn check(
         let (stores, _writers) = caches(case).await;
         admitter(stores, vault, case).review(&body).await
     });
+    answer.log(Duration::ZERO);
+    let logged = log.take();
     tally.count(case, &model, expected);
     let answered: Value = serde_json::from_slice(&answer.body).expect("an AdmissionReview");
     let response = &answered["response"];
@@ -768,7 +772,7 @@ fn check(
     // No store value outside the patch: not in the status, warnings, audit annotations, or log.
     let mut outside = answered.clone();
     outside["response"].as_object_mut().unwrap().remove("patch");
-    let outside = format!("{outside} {:?}", answer.log);
+    let outside = format!("{outside} {logged}");
     prop_assert!(
         !outside.contains('\u{ab}'),
         "a store value outside the patch: {}",
@@ -895,6 +899,7 @@ fn admission_decisions_match_an_independent_scope_model() {
                 // Worker w runs cases w, w + workers, ...: the counts add up to `total`.
                 let cases = (total + workers - 1 - worker) / workers;
                 scope.spawn(move || {
+                    let (log, _capturing) = CapturedLog::install();
                     let runtime = tokio::runtime::Builder::new_current_thread()
                         .enable_time()
                         .build()
@@ -908,7 +913,7 @@ fn admission_decisions_match_an_independent_scope_model() {
                     };
                     TestRunner::new(config)
                         .run(&case(), |case| {
-                            check(&runtime, &vault, fixtures, tally, &case)
+                            check(&runtime, &vault, fixtures, tally, &log, &case)
                         })
                         .map_err(|error| error.to_string())
                 })

@@ -26,6 +26,7 @@ use iomete_secrets_webhook::decision::injection::Settings;
 use serde_json::{Value, json};
 
 mod support;
+use support::log_capture::CapturedLog;
 use support::{STORE_NAMESPACE, fixture, hostile_values, namespace, patched_object};
 
 const NAMESPACE: &str = "spark-jobs";
@@ -222,15 +223,19 @@ async fn spark_submit_reads_every_delivered_value_exactly() {
     let (pod, store, expected) = driver_pod(&corpus);
     let admitter = admitter(store).await;
     let review = support::review_of(pod, NAMESPACE);
+    let (log, _capturing) = CapturedLog::install();
     let answer = admitter.review(review.to_string().as_bytes()).await;
+    answer.log(Duration::ZERO);
     let answered: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
     assert_eq!(answer.outcome, Outcome::Patched, "{answered}");
     let pod = patched_object(&review, &answered);
 
     // The reviewer-facing parts of the answer name properties, never values.
     let extras = format!(
-        "{} {} {:?}",
-        answered["response"]["auditAnnotations"], answered["response"]["warnings"], answer.log
+        "{} {} {}",
+        answered["response"]["auditAnnotations"],
+        answered["response"]["warnings"],
+        log.take()
     );
     assert!(extras.contains("spark.iomete.test.v0"), "{extras}");
     for value in distinctive(&corpus) {

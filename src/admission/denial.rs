@@ -34,6 +34,36 @@ pub enum AdmissionError {
     ByteBudgetSpent,
 }
 
+/// A refused admission: why, and the warnings gathered before it was refused (they reach the
+/// user with the denial).
+#[derive(Debug)]
+pub struct Denial {
+    pub error: AdmissionError,
+    pub warnings: Vec<String>,
+}
+
+impl Denial {
+    pub fn with_warnings(mut self, warnings: &[String]) -> Self {
+        self.warnings = warnings.to_vec();
+        self
+    }
+}
+
+impl From<AdmissionError> for Denial {
+    fn from(error: AdmissionError) -> Self {
+        Denial {
+            error,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl From<InjectionError> for Denial {
+    fn from(error: InjectionError) -> Self {
+        AdmissionError::from(error).into()
+    }
+}
+
 /// The metric label and Status fields of a denial; bounded set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DenialKind {

@@ -12,22 +12,27 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::{Instrument, Span, field};
 
 mod denial;
 pub mod review;
-pub use denial::{AdmissionError, DenialKind, Outcome};
+pub use denial::{AdmissionError, Denial, DenialKind, Outcome};
 
 use crate::backends::{BackendError, Backends};
 use crate::decision::injection::{self, MAX_LISTED_REFERENCES, Settings, ValueMode};
 use crate::decision::pod::Pod;
+use crate::decision::reference::References;
+use crate::edge::telemetry::LogSafe;
 
-/// The answer to one request: HTTP status, the serialized AdmissionReview, and what to log.
-/// No `Debug`: the body of an allowed answer holds live values.
+/// The answer to one request: HTTP status, the serialized AdmissionReview, and the span that
+/// carries the request's identity and decision. No `Debug`: the body of an allowed answer holds
+/// live values.
 pub struct Answer {
     pub http_status: u16,
     pub body: Vec<u8>,
     pub outcome: Outcome,
-    pub log: AdmissionLog,
+    span: Span,
+    uid: String,
     /// The version to answer in, to deny the request after all ([`Answer::too_large_to_hold`]).
     api_version: &'static str,
 }
@@ -35,32 +40,79 @@ pub struct Answer {
 impl Answer {
     /// The same request denied as retriable, for when the answer's bytes cannot be held.
     pub fn too_large_to_hold(mut self) -> Answer {
-        if self.outcome == Outcome::Invalid {
-            return self;
+        if self.outcome != Outcome::Invalid {
+            self.deny(Denial::from(AdmissionError::ByteBudgetSpent));
         }
-        let (body, outcome) = denial(
-            self.api_version,
-            &mut self.log,
-            AdmissionError::ByteBudgetSpent,
-            &[],
+        self
+    }
+
+    /// Writes the one log line of this admission: the fields of its span (uid, namespace, pod,
+    /// references, decision, code, reason, dry run; never a value) and how long it took.
+    pub fn log(&self, elapsed: Duration) {
+        tracing::info!(
+            parent: &self.span,
+            elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            "admission"
         );
-        Answer {
-            body,
-            outcome,
-            ..self
-        }
+    }
+
+    fn allow(&mut self, rendered: Option<&injection::Rendered>) {
+        let none = BTreeMap::new();
+        let (verdict, warnings, outcome) = match rendered {
+            None => {
+                let untouched = review::Verdict::Allowed {
+                    patch: None,
+                    audit_annotations: &none,
+                };
+                (untouched, &[][..], Outcome::Allowed)
+            }
+            Some(rendered) => {
+                let patched = review::Verdict::Allowed {
+                    patch: Some(&rendered.patch),
+                    audit_annotations: &rendered.audit_annotations,
+                };
+                (patched, &rendered.warnings[..], Outcome::Patched)
+            }
+        };
+        self.body = answer_bytes(self.api_version, &self.uid, verdict, warnings);
+        self.record(outcome, 200, "");
+    }
+
+    /// The one place a denial becomes an answer.
+    fn deny(&mut self, denial: Denial) {
+        let kind = denial.error.kind();
+        let message = denial.error.to_string();
+        let denied = review::Verdict::Denied {
+            message: &message,
+            reason: kind.reason,
+            code: kind.code,
+        };
+        self.body = answer_bytes(self.api_version, &self.uid, denied, &denial.warnings);
+        self.record(Outcome::Denied(kind), kind.code, &message);
+    }
+
+    fn record(&mut self, outcome: Outcome, code: u16, reason: &str) {
+        self.span.record("decision", outcome.label());
+        self.span.record("code", code);
+        self.span.record("reason", field::display(LogSafe(reason)));
+        self.outcome = outcome;
     }
 }
 
-/// The fields of the one log line per admission (never values).
-#[derive(Debug, Default, Clone)]
-pub struct AdmissionLog {
-    pub uid: String,
-    pub namespace: String,
-    pub pod: String,
-    pub references: Vec<String>,
-    pub message: String,
-    pub dry_run: bool,
+/// The span of one admission. Its fields are recorded as they become known, so the log line
+/// says as much as was learnt however the request ended.
+fn admission_span() -> Span {
+    tracing::info_span!(
+        "admission",
+        uid = field::Empty,
+        namespace = field::Empty,
+        pod = field::Empty,
+        references = field::Empty,
+        dry_run = field::Empty,
+        decision = field::Empty,
+        code = field::Empty,
+        reason = field::Empty,
+    )
 }
 
 /// Answers admission requests against the configured backends.
@@ -103,97 +155,70 @@ impl Admitter {
     /// is cut off when it passes, and each CPU-bound step (planning, rendering, serializing)
     /// is followed by a check, so no answer is given as allowed after its deadline.
     pub async fn review(&self, body: &[u8]) -> Answer {
+        let span = admission_span();
         let deadline = Instant::now() + self.limits.timeout;
         let received = match review::read(body) {
             Ok(received) => received,
-            Err(reason) => return invalid_answer(body, reason),
+            Err(reason) => return invalid_answer(body, reason, span),
         };
         let request = &received.request;
-        let mut log = AdmissionLog {
-            uid: request.uid.clone(),
-            namespace: request.namespace.clone().unwrap_or_default(),
-            dry_run: request.dry_run,
-            ..AdmissionLog::default()
-        };
+        span.record("uid", field::display(LogSafe(&request.uid)));
+        let namespace = request.namespace.as_deref().unwrap_or_default();
+        span.record("namespace", field::display(LogSafe(namespace)));
+        span.record("dry_run", request.dry_run);
         let decision = match self.in_flight.try_acquire() {
-            Ok(_permit) => {
-                tokio::time::timeout_at(deadline, self.decide(request, &mut log, deadline))
-                    .await
-                    .unwrap_or_else(|_| Err((self.timeout(), Vec::new())))
-            }
-            Err(_) => Err((
-                AdmissionError::Overloaded(self.limits.max_in_flight),
-                Vec::new(),
-            )),
+            Ok(_permit) => tokio::time::timeout_at(deadline, self.decide(request, deadline))
+                .instrument(span.clone())
+                .await
+                .unwrap_or_else(|_| Err(self.timeout())),
+            Err(_) => Err(AdmissionError::Overloaded(self.limits.max_in_flight).into()),
         };
-        let version = received.api_version;
-        let (body, outcome) = match decision {
-            Ok(None) => {
-                let allowed = review::Verdict::Allowed {
-                    patch: None,
-                    audit_annotations: &BTreeMap::new(),
-                };
-                (
-                    answer_bytes(version, &log.uid, allowed, &[]),
-                    Outcome::Allowed,
-                )
-            }
-            Ok(Some(rendered)) => {
-                let allowed = review::Verdict::Allowed {
-                    patch: Some(&rendered.patch),
-                    audit_annotations: &rendered.audit_annotations,
-                };
-                let body = answer_bytes(version, &log.uid, allowed, &rendered.warnings);
-                (body, Outcome::Patched)
-            }
-            Err((error, warnings)) => denial(version, &mut log, error, &warnings),
+        let mut answer = Answer {
+            http_status: 200,
+            body: Vec::new(),
+            outcome: Outcome::Allowed,
+            span,
+            uid: request.uid.clone(),
+            api_version: received.api_version,
         };
+        match decision {
+            Ok(rendered) => answer.allow(rendered.as_ref()),
+            Err(denial) => answer.deny(denial),
+        }
         // Allowed after the deadline is not allowed: the answer would come too late to trust.
-        let (body, outcome) = if matches!(outcome, Outcome::Allowed | Outcome::Patched)
+        if matches!(answer.outcome, Outcome::Allowed | Outcome::Patched)
             && Instant::now() >= deadline
         {
-            denial(version, &mut log, self.timeout(), &[])
-        } else {
-            (body, outcome)
-        };
-        Answer {
-            http_status: 200,
-            body,
-            outcome,
-            log,
-            api_version: version,
+            answer.deny(self.timeout());
         }
+        answer
     }
 
-    fn timeout(&self) -> AdmissionError {
-        AdmissionError::Timeout(self.limits.timeout)
+    fn timeout(&self) -> Denial {
+        AdmissionError::Timeout(self.limits.timeout).into()
     }
 
     /// Fails with [`AdmissionError::Timeout`] once `deadline` has passed.
-    fn check_deadline(
-        &self,
-        deadline: Instant,
-        warnings: &[String],
-    ) -> Result<(), (AdmissionError, Vec<String>)> {
+    fn check_deadline(&self, deadline: Instant, warnings: &[String]) -> Result<(), Denial> {
         if Instant::now() >= deadline {
-            return Err((self.timeout(), warnings.to_vec()));
+            return Err(self.timeout().with_warnings(warnings));
         }
         Ok(())
     }
 
-    /// `Ok(None)`: allowed untouched. `Err` carries warnings gathered before the denial.
+    /// `Ok(None)`: allowed untouched. Runs in the admission span and records the pod and its
+    /// references on it as they are read.
     async fn decide(
         &self,
         request: &review::Request<'_>,
-        log: &mut AdmissionLog,
         deadline: Instant,
-    ) -> Result<Option<injection::Rendered>, (AdmissionError, Vec<String>)> {
+    ) -> Result<Option<injection::Rendered>, Denial> {
         if !request.is_pod_create() {
             return Ok(None);
         }
-        let no_warnings = |error: AdmissionError| (error, Vec::new());
-        let pod = read_pod(request).map_err(no_warnings)?;
-        log.pod = pod_display_name(&pod);
+        let span = Span::current();
+        let pod = read_pod(request)?;
+        span.record("pod", field::display(LogSafe(&pod_display_name(&pod))));
         if !injection::mentions_secrets(&pod) {
             return Ok(None);
         }
@@ -202,26 +227,25 @@ impl Admitter {
             let unavailable = BackendError::Unavailable(
                 "its caches are syncing (at start, or after a watch failed)".into(),
             );
-            return Err(no_warnings(unavailable.into()));
+            return Err(AdmissionError::from(unavailable).into());
         }
         // The pod's own metadata.namespace is the caller's word: scope comes from the request only.
         let namespace = request.namespace.as_deref().ok_or_else(|| {
-            no_warnings(AdmissionError::UnreadablePod(
+            AdmissionError::UnreadablePod(
                 "the AdmissionRequest names no namespace, so no scope can be decided".into(),
-            ))
+            )
         })?;
         let scope = kubernetes
             .namespace_scope(namespace)
-            .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))
-            .map_err(no_warnings);
-        let plan = match injection::plan(&pod, &scope?, &self.settings, &self.backends.vault) {
-            Ok(plan) => plan,
-            Err(error) => {
-                log.references = references_of(&pod);
-                return Err(no_warnings(error.into()));
-            }
-        };
-        log.references = summarized(
+            .ok_or_else(|| AdmissionError::UnknownNamespace(namespace.to_owned()))?;
+        let references = injection::parse_references(&pod).inspect_err(|_| {
+            span.record("references", "(unparseable reference annotations)");
+        })?;
+        let vault = &self.backends.vault;
+        let plan = injection::plan_references(&pod, &references, &scope, &self.settings, vault)
+            .inspect_err(|_| record_references(&span, requested(&references)))?;
+        record_references(
+            &span,
             plan.injected
                 .iter()
                 .map(|injected| format!("{} <- {}", injected.target, injected.secret)),
@@ -234,7 +258,9 @@ impl Admitter {
             .backends
             .fetch_all(&plan.needed_secrets(), &plan.vault_grants)
             .await
-            .map_err(|error| (error.into(), plan.warnings.clone()))?;
+            .map_err(|error| {
+                Denial::from(AdmissionError::from(error)).with_warnings(&plan.warnings)
+            })?;
         let values = &fetched.values;
         let mode = if request.dry_run {
             ValueMode::DryRun
@@ -242,7 +268,9 @@ impl Admitter {
             ValueMode::Live
         };
         let mut rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
-            .map_err(|error| (error.into(), plan.warnings.clone()))?;
+            .map_err(|error| {
+                Denial::from(AdmissionError::from(error)).with_warnings(&plan.warnings)
+            })?;
         rendered.warnings.extend(fetched.warnings);
         self.check_deadline(deadline, &plan.warnings)?;
         Ok(Some(rendered))
@@ -282,24 +310,6 @@ pub fn describe_json_error(error: &serde_json::Error) -> String {
     described
 }
 
-/// The denial answer for `log`'s request, with the reason recorded in `log`.
-fn denial(
-    version: &str,
-    log: &mut AdmissionLog,
-    error: AdmissionError,
-    warnings: &[String],
-) -> (Vec<u8>, Outcome) {
-    let kind = error.kind();
-    log.message = error.to_string();
-    let denied = review::Verdict::Denied {
-        message: &log.message,
-        reason: kind.reason,
-        code: kind.code,
-    };
-    let body = answer_bytes(version, &log.uid, denied, warnings);
-    (body, Outcome::Denied(kind))
-}
-
 fn answer_bytes(
     version: &str,
     uid: &str,
@@ -314,26 +324,26 @@ fn answer_bytes(
     review::write(version, &response)
 }
 
-/// At most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line stays
-/// short however many containers and references a pod has.
-fn summarized(entries: impl ExactSizeIterator<Item = String>) -> Vec<String> {
-    let omitted = entries.len().saturating_sub(MAX_LISTED_REFERENCES);
-    let mut listed: Vec<String> = entries.take(MAX_LISTED_REFERENCES).collect();
+/// Records at most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line
+/// stays short however many containers and references a pod has.
+fn record_references(span: &Span, entries: impl Iterator<Item = String>) {
+    let mut listed = Vec::new();
+    let mut omitted = 0usize;
+    for entry in entries {
+        if listed.len() < MAX_LISTED_REFERENCES {
+            listed.push(entry);
+        } else {
+            omitted += 1;
+        }
+    }
     if omitted > 0 {
         listed.push(format!("… and {omitted} more"));
     }
-    listed
+    span.record("references", field::debug(&listed));
 }
 
-/// The references a pod whose plan failed asked for, for its log line. A pod refused before it
-/// was read (overload) is not read for this.
-fn references_of(pod: &Pod) -> Vec<String> {
-    let Some(annotations) = pod.metadata.annotations.as_ref() else {
-        return Vec::new();
-    };
-    let Ok(references) = crate::decision::reference::parse_annotations(annotations) else {
-        return vec!["(unparseable reference annotations)".to_owned()];
-    };
+/// What a pod whose plan was refused asked for, for its log line.
+fn requested(references: &References) -> impl Iterator<Item = String> + '_ {
     let env = references
         .env
         .iter()
@@ -342,7 +352,7 @@ fn references_of(pod: &Pod) -> Vec<String> {
         .spark_conf
         .iter()
         .map(|entry| format!("spark {:?} <- {}", entry.property, entry.secret));
-    summarized(env.chain(spark).collect::<Vec<_>>().into_iter())
+    env.chain(spark)
 }
 
 fn pod_display_name(pod: &Pod) -> String {
@@ -354,22 +364,22 @@ fn pod_display_name(pod: &Pod) -> String {
 }
 
 /// HTTP 400 with an invalid AdmissionResponse, carrying the uid and version when readable.
-fn invalid_answer(body: &[u8], reason: String) -> Answer {
+fn invalid_answer(body: &[u8], reason: String, span: Span) -> Answer {
     let (version, uid) = review::salvage(body);
+    span.record("uid", field::display(LogSafe(&uid)));
     let denied = review::Verdict::Denied {
         message: &reason,
         reason: "InvalidRequest",
         code: 400,
     };
-    Answer {
+    let mut answer = Answer {
         http_status: 400,
         body: answer_bytes(version, &uid, denied, &[]),
         outcome: Outcome::Invalid,
+        span,
+        uid,
         api_version: version,
-        log: AdmissionLog {
-            uid,
-            message: reason,
-            ..AdmissionLog::default()
-        },
-    }
+    };
+    answer.record(Outcome::Invalid, 400, &reason);
+    answer
 }

@@ -80,9 +80,26 @@ pub fn plan(
     settings: &Settings,
     vault: &dyn VaultOwners,
 ) -> Result<Plan, InjectionError> {
+    let references = parse_references(pod)?;
+    plan_references(pod, &references, namespace, settings, vault)
+}
+
+/// The V2 references of `pod`'s annotations, strictly parsed.
+pub fn parse_references(pod: &Pod) -> Result<References, InjectionError> {
     let empty = BTreeMap::new();
     let annotations = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    let references = reference::parse_annotations(annotations)?;
+    Ok(reference::parse_annotations(annotations)?)
+}
+
+/// [`plan`] for references already parsed from `pod`'s annotations, so a caller that reports
+/// them (the admission log) reads the annotations once.
+pub fn plan_references(
+    pod: &Pod,
+    references: &References,
+    namespace: &NamespaceScope,
+    settings: &Settings,
+    vault: &dyn VaultOwners,
+) -> Result<Plan, InjectionError> {
     if references.has_v2() && !settings.secrets_v2_enabled {
         return Err(InjectionError::SecretsV2Disabled);
     }
@@ -95,7 +112,7 @@ pub fn plan(
     // Every reference is authorized on every invocation, injected digest or not: the digest is
     // the pod's own word, and a forged one must skip at most the injection, never the scope check.
     if references.has_v2() {
-        plan.vault_grants = authorize_v2(&references, namespace, vault)?;
+        plan.vault_grants = authorize_v2(references, namespace, vault)?;
     }
     let digest = references.digest();
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
@@ -114,7 +131,7 @@ pub fn plan(
             format!("{per_container} references × {} containers", targets.len())
         })?;
         for (path, container) in targets {
-            env_secrets::plan(&mut plan, &mut replaced, &path, container, &references);
+            env_secrets::plan(&mut plan, &mut replaced, &path, container, references);
             spark_conf::plan(&mut plan, &path, container, &references.env, spark_conf)?;
         }
         plan.mark_injected = Some(digest);

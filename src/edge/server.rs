@@ -23,7 +23,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::admission::{Admitter, Answer, Outcome};
 use crate::boot::app::Readiness;
 use crate::edge::metrics::Metrics;
-use crate::edge::telemetry::LogSafe;
 mod connections;
 pub use connections::{Counted, LimitedAcceptor};
 
@@ -192,7 +191,7 @@ async fn mutate(State(handler): State<Handler>, request: Request) -> Response {
     }
     let elapsed = started.elapsed();
     state.metrics.observe(&answer.outcome, elapsed);
-    log_admission(&answer, elapsed);
+    answer.log(elapsed);
     let status = StatusCode::from_u16(answer.http_status).unwrap_or(StatusCode::OK);
     let body = BudgetedBody {
         bytes: Some(Bytes::from(answer.body)),
@@ -235,29 +234,6 @@ impl http_body::Body for BudgetedBody {
         let length = self.bytes.as_ref().map_or(0, |bytes| bytes.len() as u64);
         http_body::SizeHint::with_exact(length)
     }
-}
-
-/// The one line per admission. Every field that comes from the request is escaped, so a name
-/// cannot forge or recolour log lines.
-fn log_admission(answer: &Answer, elapsed: Duration) {
-    let log = &answer.log;
-    let code = match &answer.outcome {
-        Outcome::Denied(kind) => kind.code,
-        Outcome::Invalid => 400,
-        Outcome::Allowed | Outcome::Patched => 200,
-    };
-    tracing::info!(
-        uid = %LogSafe(&log.uid),
-        namespace = %LogSafe(&log.namespace),
-        pod = %LogSafe(&log.pod),
-        references = ?log.references,
-        decision = answer.outcome.label(),
-        code,
-        reason = %LogSafe(&log.message),
-        dry_run = log.dry_run,
-        elapsed_us = elapsed.as_micros() as u64,
-        "admission"
-    );
 }
 
 /// Both listeners, bound before anything else starts.

@@ -1,6 +1,7 @@
 //! Logging setup: structured `tracing` output as text or JSON, filtered by `RUST_LOG`.
 //!
-//! The default filter is `info`; admissions are logged one line each by the server. Secret
+//! The default filter is `info`; each admission is one line: the `admission` event, whose span
+//! carries the request's identity and decision (see [`crate::admission::Answer::log`]). Secret
 //! values never reach a log call, so no level exposes them: the Vault client is the webhook's
 //! own and logs nothing of its requests, and reqwest and hyper under it log neither header
 //! values nor bodies.
@@ -33,7 +34,13 @@ pub fn init(format: LogFormat) -> LogGuard {
         .with_writer(writer);
     let installed = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // The admission's identity and decision are the fields of its span ("span" in JSON).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
     };
     LogGuard {
         _writer: installed.is_ok().then_some(guard),

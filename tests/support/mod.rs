@@ -15,6 +15,7 @@ use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 include!("hostile_values.rs");
+pub mod log_capture;
 pub mod openbao;
 
 /// An HTTP/1 request as a test server reads it: the head as text, the body consumed.
