@@ -9,9 +9,9 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::Request;
 use http_body_util::BodyExt;
-use iomete_secrets_webhook::admission::{Admitter, Limits};
-use iomete_secrets_webhook::backends::BackendError;
+use iomete_secrets_webhook::admission::{AdmissionError, Admitter, Limits};
 use iomete_secrets_webhook::backends::vault::resource::{VaultConfig, VaultConfigSpec};
+use iomete_secrets_webhook::backends::{BackendError, VaultFetchError};
 use iomete_secrets_webhook::decision::injection::{MAX_INJECTIONS_PER_POD, Settings};
 use iomete_secrets_webhook::decision::reference::{SecretRef, Source};
 use iomete_secrets_webhook::decision::scope::VaultGrant;
@@ -246,11 +246,13 @@ async fn a_vault_configuration_changed_since_authorization_serves_nothing(
     };
     assert_eq!(
         error,
-        BackendError::VaultConfigChanged {
-            config: "vault-1".into()
+        BackendError::Vault {
+            config: "vault-1".into(),
+            source: VaultFetchError::ConfigChanged,
         }
     );
-    assert!(error.to_string().contains("retry"), "{error}");
+    let answered = AdmissionError::from(error).message();
+    assert!(answered.contains("retry"), "{answered}");
 
     // The grant that matches goes on to the connection (here: no credentials Secret).
     let current = VaultGrant {
@@ -263,7 +265,13 @@ async fn a_vault_configuration_changed_since_authorization_serves_nothing(
         Err(error) => error,
     };
     assert!(
-        matches!(error, BackendError::VaultMisconfigured { .. }),
+        matches!(
+            error,
+            BackendError::Vault {
+                source: VaultFetchError::Misconfigured(_),
+                ..
+            }
+        ),
         "{error}"
     );
 }

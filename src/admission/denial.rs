@@ -1,10 +1,13 @@
 //! The one mapping from what went wrong to what the API server is told: each
 //! [`AdmissionError`] becomes a code, a Status reason and a bounded metric label, and each
-//! answered request an [`Outcome`]. Advice for the reader of a denial lives in these messages.
+//! answered request an [`Outcome`]. Advice for the reader of a denial is added here
+//! ([`AdmissionError::message`]), not by the backends.
 
 use std::time::Duration;
 
-use crate::backends::BackendError;
+use std::borrow::Cow;
+
+use crate::backends::{BackendError, StoreError, VaultFetchError};
 use crate::decision::injection::InjectionError;
 
 /// Why an admission was not allowed as asked.
@@ -14,23 +17,15 @@ pub enum AdmissionError {
     Injection(#[from] InjectionError),
     #[error("{0}")]
     Backend(#[from] BackendError),
-    #[error(
-        "namespace {0:?} is not known to the secrets webhook yet; this is temporary, retry the request"
-    )]
+    #[error("namespace {0:?} is not known to the secrets webhook yet")]
     UnknownNamespace(String),
     #[error("the pod in this request cannot be read: {0}")]
     UnreadablePod(String),
-    #[error(
-        "the secrets webhook did not finish within {0:?}; this is temporary, retry the request"
-    )]
+    #[error("the secrets webhook did not finish within {0:?}")]
     Timeout(Duration),
-    #[error(
-        "the secrets webhook is answering {0} admissions already; this is temporary, retry the request"
-    )]
+    #[error("the secrets webhook is answering {0} admissions already")]
     Overloaded(usize),
-    #[error(
-        "the secrets webhook holds as many request and answer bytes as it may already; this is temporary, retry the request"
-    )]
+    #[error("the secrets webhook holds as many request and answer bytes as it may already")]
     ByteBudgetSpent,
 }
 
@@ -72,7 +67,55 @@ pub struct DenialKind {
     pub label: &'static str,
 }
 
+/// The advice for a failure that goes away by itself.
+const RETRY: &str = "this is temporary, retry the request";
+
 impl AdmissionError {
+    /// The message of the denial: what went wrong, then what its reader can do about it.
+    pub fn message(&self) -> String {
+        match self.advice() {
+            Some(advice) => format!("{self}; {advice}"),
+            None => self.to_string(),
+        }
+    }
+
+    /// What the reader of a denial can do. The decision's own errors carry their advice, since
+    /// it depends on what in the pod was wrong; everything else gets it here.
+    fn advice(&self) -> Option<Cow<'static, str>> {
+        let advice: Cow<'static, str> = match self {
+            AdmissionError::Injection(_) | AdmissionError::UnreadablePod(_) => return None,
+            AdmissionError::UnknownNamespace(_)
+            | AdmissionError::Timeout(_)
+            | AdmissionError::Overloaded(_)
+            | AdmissionError::ByteBudgetSpent => RETRY.into(),
+            AdmissionError::Backend(error) => match error {
+                BackendError::Kubernetes(StoreError::StoreNotFound { .. }) => {
+                    "ask an administrator to create it".into()
+                }
+                BackendError::Kubernetes(_) | BackendError::WrongSource(_) => return None,
+                BackendError::Unavailable(_) => RETRY.into(),
+                BackendError::Vault { config, source } => match source {
+                    VaultFetchError::ConfigGone => "check the name or ask an administrator".into(),
+                    VaultFetchError::ConfigChanged | VaultFetchError::Unavailable { .. } => {
+                        RETRY.into()
+                    }
+                    VaultFetchError::Misconfigured(_) => format!(
+                        "ask an administrator to fix it (kubectl get vaultconfig {config} shows its status)"
+                    )
+                    .into(),
+                    VaultFetchError::PermissionDenied { .. } => {
+                        "ask an administrator to check the Vault policy and credentials".into()
+                    }
+                    VaultFetchError::Key(_)
+                    | VaultFetchError::SecretNotFound { .. }
+                    | VaultFetchError::FieldNotFound { .. }
+                    | VaultFetchError::FieldNotText { .. } => return None,
+                },
+            },
+        };
+        Some(advice)
+    }
+
     /// The single mapping from errors to answer codes.
     pub fn kind(&self) -> DenialKind {
         let (code, reason, label) = match self {
@@ -93,26 +136,29 @@ impl AdmissionError {
                 | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),
             },
             AdmissionError::Backend(error) => match error {
-                BackendError::StoreNotFound { .. }
-                | BackendError::KeyNotFound { .. }
-                | BackendError::VaultConfigGone { .. }
-                | BackendError::VaultSecretNotFound { .. }
-                | BackendError::VaultFieldNotFound { .. } => (404, "NotFound", "not_found"),
-                BackendError::NotText { .. } | BackendError::VaultFieldNotText { .. } => {
-                    (400, "BadRequest", "not_text")
-                }
-                BackendError::VaultKey { .. } => (400, "BadRequest", "malformed"),
-                BackendError::VaultPermissionDenied { .. } => {
-                    (403, "Forbidden", "vault_permission_denied")
-                }
-                BackendError::VaultMisconfigured { .. } => {
-                    (500, "InternalError", "vault_misconfigured")
-                }
-                BackendError::Unavailable(_)
-                | BackendError::VaultUnavailable { .. }
-                | BackendError::VaultConfigChanged { .. } => {
-                    (503, "ServiceUnavailable", "unavailable")
-                }
+                BackendError::Kubernetes(error) => match error {
+                    StoreError::StoreNotFound { .. } | StoreError::KeyNotFound { .. } => {
+                        (404, "NotFound", "not_found")
+                    }
+                    StoreError::NotText { .. } => (400, "BadRequest", "not_text"),
+                },
+                BackendError::Vault { source, .. } => match source {
+                    VaultFetchError::ConfigGone
+                    | VaultFetchError::SecretNotFound { .. }
+                    | VaultFetchError::FieldNotFound { .. } => (404, "NotFound", "not_found"),
+                    VaultFetchError::FieldNotText { .. } => (400, "BadRequest", "not_text"),
+                    VaultFetchError::Key(_) => (400, "BadRequest", "malformed"),
+                    VaultFetchError::PermissionDenied { .. } => {
+                        (403, "Forbidden", "vault_permission_denied")
+                    }
+                    VaultFetchError::Misconfigured(_) => {
+                        (500, "InternalError", "vault_misconfigured")
+                    }
+                    VaultFetchError::Unavailable { .. } | VaultFetchError::ConfigChanged => {
+                        (503, "ServiceUnavailable", "unavailable")
+                    }
+                },
+                BackendError::Unavailable(_) => (503, "ServiceUnavailable", "unavailable"),
                 BackendError::WrongSource(_) => (500, "InternalError", "internal"),
             },
             AdmissionError::UnknownNamespace(_) => (503, "ServiceUnavailable", "unavailable"),

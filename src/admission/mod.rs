@@ -81,7 +81,7 @@ impl Answer {
     /// The one place a denial becomes an answer.
     fn deny(&mut self, denial: Denial) {
         let kind = denial.error.kind();
-        let message = denial.error.to_string();
+        let message = denial.error.message();
         let denied = review::Verdict::Denied {
             message: &message,
             reason: kind.reason,

@@ -21,10 +21,23 @@ use tokio::sync::watch;
 
 use super::vault::resource::CREDENTIALS_SECRET_PREFIX;
 use super::watch::follow;
-use super::{BackendError, FetchedValue, SecretBackend};
+use super::{BackendError, FetchedValue};
 use crate::decision::names::is_dns_label;
 use crate::decision::reference::{GLOBAL_STORE_ID, KubernetesStore, SecretRef, Source};
 use crate::decision::scope::NamespaceScope;
+
+/// A Kubernetes store could not serve a key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("secret store {store:?} does not exist in namespace {namespace:?}")]
+    StoreNotFound { store: String, namespace: String },
+    #[error("secret store {store:?} has no key {key:?}")]
+    KeyNotFound { store: String, key: String },
+    #[error(
+        "the value of key {key:?} in secret store {store:?} is not UTF-8 text, which an env var cannot carry"
+    )]
+    NotText { store: String, key: String },
+}
 
 /// The scope policy: where the stores live and how namespaces are classified (domain label,
 /// admin namespaces).
@@ -208,7 +221,7 @@ impl KubernetesCaches {
     }
 
     /// A view that reads each store at most once, so that one admission sees one version of
-    /// each store however often it is updated meanwhile. It is the Kubernetes [`SecretBackend`].
+    /// each store however often it is updated meanwhile.
     pub fn snapshot(&self) -> StoreSnapshot<'_> {
         StoreSnapshot {
             stores: self,
@@ -242,12 +255,12 @@ impl StoreSnapshot<'_> {
         secret
     }
 
-    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, BackendError> {
+    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, StoreError> {
         let name = store_secret_name(store);
         let namespace = &self.stores.settings.store_namespace;
         let secret = self
             .secret(&name)
-            .ok_or_else(|| BackendError::StoreNotFound {
+            .ok_or_else(|| StoreError::StoreNotFound {
                 store: name.clone(),
                 namespace: namespace.clone(),
             })?;
@@ -255,11 +268,11 @@ impl StoreSnapshot<'_> {
             .data
             .as_ref()
             .and_then(|data| data.get(key))
-            .ok_or_else(|| BackendError::KeyNotFound {
+            .ok_or_else(|| StoreError::KeyNotFound {
                 store: name.clone(),
                 key: key.to_owned(),
             })?;
-        let text = std::str::from_utf8(&bytes.0).map_err(|_| BackendError::NotText {
+        let text = std::str::from_utf8(&bytes.0).map_err(|_| StoreError::NotText {
             store: name,
             key: key.to_owned(),
         })?;
@@ -267,8 +280,9 @@ impl StoreSnapshot<'_> {
     }
 }
 
-impl SecretBackend for StoreSnapshot<'_> {
-    async fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
+impl StoreSnapshot<'_> {
+    /// Fetches one value from this version of the stores.
+    pub fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
         match &secret.source {
             Source::Kubernetes(store) => Ok(FetchedValue {
                 value: self.read(store, &secret.key)?,

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 use self::cache::{CacheKey, LookupSource, ValueCache};
 use self::client::{Credentials, FieldValue, Timeouts, VaultConnection, VaultError};
 use self::metrics::VaultMetrics;
-use self::resource::{AuthMethod, VaultConfig, VaultTarget, credentials_secret_name};
+use self::resource::{AuthMethod, LayoutError, VaultConfig, VaultTarget, credentials_secret_name};
 use super::kubernetes::KubernetesCaches;
 use super::watch::follow;
 use super::{BackendError, FetchedValue};
@@ -165,26 +165,25 @@ impl VaultBackend {
         key: &str,
         grant: &VaultGrant,
     ) -> Result<FetchedValue, BackendError> {
+        let failed = |source| BackendError::Vault {
+            config: config_name.to_owned(),
+            source,
+        };
         let config = self
             .config(config_name)
-            .ok_or_else(|| BackendError::VaultConfigGone {
-                config: config_name.to_owned(),
-            })?;
+            .ok_or_else(|| failed(VaultFetchError::ConfigGone))?;
         // The configuration is read again here, where its credentials are chosen: it must still
         // be the one the pod was authorized against, or another domain's Vault could answer.
         if config.metadata.uid.as_deref().unwrap_or_default() != grant.uid
             || config.spec.domain != grant.domain
         {
-            return Err(BackendError::VaultConfigChanged {
-                config: config_name.to_owned(),
-            });
+            return Err(failed(VaultFetchError::ConfigChanged));
         }
         let (connection, epoch) = self.connection(&config)?;
         let target = connection.target();
-        let location = target.locate(key).map_err(|error| BackendError::VaultKey {
-            config: config_name.to_owned(),
-            problem: error.to_string(),
-        })?;
+        let location = target
+            .locate(key)
+            .map_err(|error| failed(VaultFetchError::Key(error)))?;
         let cache_key = CacheKey {
             config: config_name.to_owned(),
             epoch,
@@ -203,25 +202,23 @@ impl VaultBackend {
             .cache
             .get(cache_key, read)
             .await
-            .map_err(|error| vault_error(config_name, target, &error))?;
+            .map_err(|error| failed(VaultFetchError::from_client(target, &error)))?;
         metrics.lookup(config_name, lookup.source.label());
         let api_path = target.api_path(&location.path);
         let value = match lookup.fields.get(&location.field) {
             Some(FieldValue::Text(value)) => SecretString::from(value.expose_secret()),
             Some(FieldValue::NotText(kind)) => {
-                return Err(BackendError::VaultFieldNotText {
-                    config: config_name.to_owned(),
+                return Err(failed(VaultFetchError::FieldNotText {
                     path: api_path,
                     field: location.field,
                     kind,
-                });
+                }));
             }
             None => {
-                return Err(BackendError::VaultFieldNotFound {
-                    config: config_name.to_owned(),
+                return Err(failed(VaultFetchError::FieldNotFound {
                     path: api_path,
                     field: location.field,
-                });
+                }));
             }
         };
         let warning = match lookup.source {
@@ -287,9 +284,9 @@ impl VaultBackend {
         };
         match &entry.connection {
             Ok(connection) => Ok((connection.clone(), entry.epoch)),
-            Err(problem) => Err(BackendError::VaultMisconfigured {
+            Err(problem) => Err(BackendError::Vault {
                 config: name,
-                problem: problem.clone(),
+                source: VaultFetchError::Misconfigured(problem.clone()),
             }),
         }
     }
@@ -359,8 +356,8 @@ impl VaultBackend {
             return Err(BackendError::WrongSource("KUBERNETES"));
         };
         let outcome = self.fetch_from(config, &secret.key, grant).await;
-        if let Err(error) = &outcome {
-            self.inner.metrics.error(config, error_class(error));
+        if let Err(BackendError::Vault { source, .. }) = &outcome {
+            self.inner.metrics.error(config, source.class());
         }
         outcome
     }
@@ -417,43 +414,93 @@ fn fingerprint(credentials: &Credentials) -> [u8; 32] {
     digest.finalize().into()
 }
 
-fn vault_error(config: &str, target: &VaultTarget, error: &VaultError) -> BackendError {
-    let config = config.to_owned();
-    match error {
-        VaultError::NotFound(path) => BackendError::VaultSecretNotFound {
-            config,
-            path: path.clone(),
-        },
-        VaultError::PermissionDenied { path } => BackendError::VaultPermissionDenied {
-            config,
-            what: format!("reading {path} (403 permission denied)"),
-        },
-        VaultError::LoginRefused(reason) => BackendError::VaultPermissionDenied {
-            config,
-            what: format!("the login ({reason})"),
-        },
-        VaultError::Unavailable(reason) => BackendError::VaultUnavailable {
-            config,
-            host: target.host.clone(),
-            reason: reason.clone(),
-        },
-        VaultError::Misconfigured(problem) => BackendError::VaultMisconfigured {
-            config,
-            problem: problem.clone(),
-        },
-    }
+/// Why a Vault reference could not be served. [`BackendError::Vault`] names the configuration
+/// before the message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VaultFetchError {
+    #[error("was deleted while this pod was admitted")]
+    ConfigGone,
+    #[error("changed owner or was replaced while this pod was admitted")]
+    ConfigChanged,
+    #[error("cannot be used: {0}")]
+    Misconfigured(String),
+    #[error(transparent)]
+    Key(#[from] LayoutError),
+    #[error("no secret at {path}")]
+    SecretNotFound {
+        path: String,
+        #[source]
+        source: VaultError,
+    },
+    #[error("the secret at {path} has no field {field:?}")]
+    FieldNotFound { path: String, field: String },
+    #[error("field {field:?} of the secret at {path} is {kind}, which an env var cannot carry")]
+    FieldNotText {
+        path: String,
+        field: String,
+        kind: &'static str,
+    },
+    #[error("Vault denied {what}")]
+    PermissionDenied {
+        what: String,
+        #[source]
+        source: VaultError,
+    },
+    #[error("Vault at {host} cannot answer ({source})")]
+    Unavailable {
+        host: String,
+        #[source]
+        source: VaultError,
+    },
 }
 
-fn error_class(error: &BackendError) -> &'static str {
-    match error {
-        BackendError::VaultSecretNotFound { .. } | BackendError::VaultFieldNotFound { .. } => {
-            "not_found"
+impl VaultFetchError {
+    fn from_client(target: &VaultTarget, error: &VaultError) -> Self {
+        let source = error.clone();
+        match error {
+            VaultError::NotFound(path) => VaultFetchError::SecretNotFound {
+                path: path.clone(),
+                source,
+            },
+            VaultError::PermissionDenied { path } => VaultFetchError::PermissionDenied {
+                what: format!("reading {path} (403 permission denied)"),
+                source,
+            },
+            VaultError::LoginRefused(reason) => VaultFetchError::PermissionDenied {
+                what: format!("the login ({reason})"),
+                source,
+            },
+            VaultError::Unavailable(_) => VaultFetchError::Unavailable {
+                host: target.host.clone(),
+                source,
+            },
+            VaultError::Misconfigured(problem) => VaultFetchError::Misconfigured(problem.clone()),
         }
-        BackendError::VaultPermissionDenied { .. } => "permission_denied",
-        BackendError::VaultUnavailable { .. } => "unavailable",
-        BackendError::VaultConfigGone { .. } | BackendError::VaultConfigChanged { .. } => {
-            "config_gone"
+    }
+
+    /// What goes between the configuration's name and this message: the states of the
+    /// configuration itself read as a sentence, the rest after a colon.
+    pub(crate) fn joiner(&self) -> &'static str {
+        match self {
+            VaultFetchError::ConfigGone
+            | VaultFetchError::ConfigChanged
+            | VaultFetchError::Misconfigured(_) => " ",
+            _ => ": ",
         }
-        _ => "misconfigured",
+    }
+
+    /// A bounded label for metrics.
+    fn class(&self) -> &'static str {
+        match self {
+            VaultFetchError::SecretNotFound { .. } | VaultFetchError::FieldNotFound { .. } => {
+                "not_found"
+            }
+            VaultFetchError::PermissionDenied { .. } => "permission_denied",
+            VaultFetchError::Unavailable { .. } => "unavailable",
+            VaultFetchError::ConfigGone | VaultFetchError::ConfigChanged => "config_gone",
+            VaultFetchError::Misconfigured(_)
+            | VaultFetchError::Key(_)
+            | VaultFetchError::FieldNotText { .. } => "misconfigured",
+        }
     }
 }
