@@ -11,6 +11,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
+
 use iomete_secrets_webhook::boot::certs;
 use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use kube_fake::FakeApiServer;
@@ -549,7 +551,7 @@ async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
     let volume = dir.path().join("tls");
     std::fs::create_dir(&volume).unwrap();
     let first = certs::generate(&local_names()).unwrap();
-    kubelet_mount(&volume, 1, &first.cert_pem, &first.key_pem);
+    kubelet_mount(&volume, 1, &first.cert_pem, first.key_pem.expose_secret());
     let (cert, key) = (volume.join("tls.crt"), volume.join("tls.key"));
     let mut webhook = Webhook::spawn(&fake, dir, &cert, &key, &first.ca_pem, &[]);
     webhook.wait_ready().await;
@@ -562,7 +564,7 @@ async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
 
     // A new pair from another CA: new connections must present it, with no restart.
     let second = certs::generate(&local_names()).unwrap();
-    kubelet_mount(&volume, 2, &second.cert_pem, &second.key_pem);
+    kubelet_mount(&volume, 2, &second.cert_pem, second.key_pem.expose_secret());
     let url = format!("https://localhost:{}/mutate", webhook.port);
     let trusts_second = tls_client(&second.ca_pem, true);
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -576,7 +578,7 @@ async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
 
     // A broken pair (key of another certificate) is rejected; the second pair stays in service.
     let third = certs::generate(&local_names()).unwrap();
-    kubelet_mount(&volume, 3, &second.cert_pem, &third.key_pem);
+    kubelet_mount(&volume, 3, &second.cert_pem, third.key_pem.expose_secret());
     let deadline = Instant::now() + Duration::from_secs(15);
     while !webhook.output().contains("new TLS certificate rejected") {
         assert!(Instant::now() < deadline, "the broken pair was not noticed");
@@ -632,8 +634,11 @@ async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
     );
 
     let (client_cert, client_key) = certs::client_certificate(&bundle, "kube-apiserver").unwrap();
-    let apiserver =
-        tls_client_with_identity(&bundle.ca_pem, true, Some((&client_cert, &client_key)));
+    let apiserver = tls_client_with_identity(
+        &bundle.ca_pem,
+        true,
+        Some((&client_cert, client_key.expose_secret())),
+    );
     let answer: Value = apiserver
         .post(&url)
         .json(&driver)

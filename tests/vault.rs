@@ -1162,7 +1162,7 @@ async fn vault_failures_are_reported_by_status_code_never_by_body() {
         ),
     ];
     for (mode, expected) in cases {
-        let error = read(mode).await.err().expect("a failure");
+        let error = read(mode).await.expect_err("a failure");
         assert_quotes_nothing(mode, &error.to_string());
         assert_eq!(error, expected);
     }
@@ -1195,11 +1195,7 @@ async fn vault_failures_are_reported_by_status_code_never_by_body() {
             secret_id: TOKEN_CANARY.into(),
         };
         let connection = echo_connection(&vault, "ok", approle, Some(mount));
-        let error = connection
-            .read("ok/db")
-            .await
-            .err()
-            .expect("a refused login");
+        let error = connection.read("ok/db").await.expect_err("a refused login");
         assert_quotes_nothing(mount, &error.to_string());
         assert_eq!(error.to_string(), expected);
     }

@@ -12,6 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::routing::post;
 use base64::Engine as _;
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::env::{CANARY_GLOBAL, Cluster, apply};
@@ -58,7 +59,7 @@ async fn start_sidecar_webhook(calls: Arc<AtomicUsize>) -> (u16, String) {
     let bundle = iomete_secrets_webhook::boot::certs::generate(&["127.0.0.1".to_owned()]).unwrap();
     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
         bundle.cert_pem.clone().into_bytes(),
-        bundle.key_pem.clone().into_bytes(),
+        bundle.key_pem.expose_secret().as_bytes().to_vec(),
     )
     .await
     .unwrap();

@@ -39,7 +39,9 @@ pub enum BackendError {
     WrongSource(&'static str),
 }
 
-/// A value, with the warning to show when it was served under degraded conditions.
+/// A value, with the warning to show when it was served under degraded conditions. Its `Debug`
+/// redacts the value.
+#[derive(Debug)]
 pub struct FetchedValue {
     pub value: SecretString,
     pub warning: Option<String>,
@@ -51,8 +53,9 @@ pub struct Backends {
     pub vault: VaultBackend,
 }
 
-/// A pod's values, and warnings to show with the answer (e.g. a value served stale).
-#[derive(Default)]
+/// A pod's values, and warnings to show with the answer (e.g. a value served stale). Its `Debug`
+/// redacts the values.
+#[derive(Debug, Default)]
 pub struct Fetched {
     pub values: HashMap<SecretRef, SecretString>,
     pub warnings: Vec<String>,

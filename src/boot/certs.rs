@@ -14,6 +14,7 @@ use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+use secrecy::{ExposeSecret, SecretString};
 
 /// Certificates could not be made or written.
 #[derive(Debug, thiserror::Error)]
@@ -27,13 +28,15 @@ pub enum CertsError {
     },
 }
 
-/// A CA and a leaf certificate it signed, PEM encoded.
+/// A CA and a leaf certificate it signed, PEM encoded. The private keys are secrets: their
+/// `Debug` is redacted.
+#[derive(Debug)]
 pub struct CertBundle {
     pub ca_pem: String,
     /// The CA's private key; kept in memory for [`client_certificate`], never written.
-    pub ca_key_pem: String,
+    pub ca_key_pem: SecretString,
     pub cert_pem: String,
-    pub key_pem: String,
+    pub key_pem: SecretString,
 }
 
 impl CertBundle {
@@ -66,7 +69,7 @@ fn ca_params() -> Result<CertificateParams, CertsError> {
 /// Generates a CA and a serving certificate (CA:FALSE) for `names` (DNS names or IP addresses).
 pub fn generate(names: &[String]) -> Result<CertBundle, CertsError> {
     let ca_key = KeyPair::generate()?;
-    let ca_key_pem = ca_key.serialize_pem();
+    let ca_key_pem = SecretString::from(ca_key.serialize_pem());
     let ca = CertifiedIssuer::self_signed(ca_params()?, ca_key)?;
 
     let mut leaf_params = CertificateParams::new(names.to_vec())?;
@@ -88,14 +91,17 @@ pub fn generate(names: &[String]) -> Result<CertBundle, CertsError> {
         ca_pem: ca.pem(),
         ca_key_pem,
         cert_pem: leaf.pem(),
-        key_pem: leaf_key.serialize_pem(),
+        key_pem: SecretString::from(leaf_key.serialize_pem()),
     })
 }
 
 /// A client certificate (`ClientAuth`) signed by the bundle's CA: `(certificate, key)` in PEM,
 /// for testing `--client-ca`.
-pub fn client_certificate(bundle: &CertBundle, name: &str) -> Result<(String, String), CertsError> {
-    let ca_key = KeyPair::from_pem(&bundle.ca_key_pem)?;
+pub fn client_certificate(
+    bundle: &CertBundle,
+    name: &str,
+) -> Result<(String, SecretString), CertsError> {
+    let ca_key = KeyPair::from_pem(bundle.ca_key_pem.expose_secret())?;
     // Same subject and key as the CA certificate, so what it signs chains to that certificate.
     let issuer = rcgen::Issuer::new(ca_params()?, ca_key);
     let mut params = CertificateParams::new(vec![name.to_owned()])?;
@@ -105,7 +111,7 @@ pub fn client_certificate(bundle: &CertBundle, name: &str) -> Result<(String, St
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let key = KeyPair::generate()?;
     let cert = params.signed_by(&key, &issuer)?;
-    Ok((cert.pem(), key.serialize_pem()))
+    Ok((cert.pem(), SecretString::from(key.serialize_pem())))
 }
 
 /// Writes `ca.crt`, `tls.crt`, `tls.key` (mode 0600) and `ca-bundle.b64` into `dir`.
@@ -117,7 +123,7 @@ pub fn write(bundle: &CertBundle, dir: &Path) -> Result<(), CertsError> {
     let files = [
         ("ca.crt", bundle.ca_pem.as_str(), 0o644),
         ("tls.crt", bundle.cert_pem.as_str(), 0o644),
-        ("tls.key", bundle.key_pem.as_str(), 0o600),
+        ("tls.key", bundle.key_pem.expose_secret(), 0o600),
         ("ca-bundle.b64", &bundle.ca_bundle_base64(), 0o644),
     ];
     for (name, contents, mode) in files {

@@ -223,12 +223,13 @@ fn client_verifier(
 mod tests {
     use super::*;
     use crate::boot::certs;
+    use secrecy::ExposeSecret;
 
     fn write_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let bundle = certs::generate(&[name.to_owned()]).unwrap();
         let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
         std::fs::write(&cert, bundle.cert_pem).unwrap();
-        std::fs::write(&key, bundle.key_pem).unwrap();
+        std::fs::write(&key, bundle.key_pem.expose_secret()).unwrap();
         (cert, key)
     }
 
@@ -256,7 +257,7 @@ mod tests {
         let first = served(&reloader);
         // A key that does not match the certificate.
         let other = certs::generate(&["x".to_owned()]).unwrap();
-        std::fs::write(&key, other.key_pem).unwrap();
+        std::fs::write(&key, other.key_pem.expose_secret()).unwrap();
         assert!(matches!(reloader.reload(), Err(TlsError::Mismatch { .. })));
         std::fs::write(&cert, "not a certificate").unwrap();
         assert!(reloader.reload().is_err());

@@ -25,6 +25,7 @@
 //!   listener in the configuration file. Dev mode insists on its own listener too; it gets
 //!   an ephemeral port on 127.0.0.1 and is never used.
 
+use secrecy::ExposeSecret;
 use std::fs::File;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -662,7 +663,8 @@ fn write_certificates(directory: &Path) -> String {
     let tls = directory.join("tls");
     std::fs::create_dir(&tls).expect("the certificate directory is created");
     std::fs::write(tls.join("server.pem"), &bundle.cert_pem).expect("the certificate is written");
-    std::fs::write(tls.join("server-key.pem"), &bundle.key_pem).expect("the key is written");
+    std::fs::write(tls.join("server-key.pem"), bundle.key_pem.expose_secret())
+        .expect("the key is written");
     bundle.ca_pem
 }
 

@@ -27,7 +27,8 @@ use self::wire::{AppRoleLogin, AuthAnswer, Data, Lookup, Secret, not_an_answer, 
 use super::metrics::VaultMetrics;
 use super::resource::{AuthMethod, VaultTarget};
 
-/// How the connection authenticates; read from the credentials Secret.
+/// How the connection authenticates; read from the credentials Secret. `Debug` redacts.
+#[derive(Debug)]
 pub enum Credentials {
     Token(SecretString),
     AppRole {
@@ -36,7 +37,8 @@ pub enum Credentials {
     },
 }
 
-/// A field's value, as an env var can carry it.
+/// A field's value, as an env var can carry it. `Debug` redacts.
+#[derive(Debug)]
 pub enum FieldValue {
     Text(SecretString),
     /// A JSON null, object or array: named by its type, never shown.
