@@ -10,6 +10,9 @@
 //! - [`edge`]: thin infrastructure: the HTTPS server, TLS, the admin endpoint, metrics, logs.
 //! - [`boot`]: configuration, start-up wiring and the binary's subcommands.
 
+// `pub` in the library means API; the rest is `pub(crate)` or narrower.
+#![warn(unreachable_pub)]
+
 pub mod admission;
 pub mod backends;
 pub mod boot;

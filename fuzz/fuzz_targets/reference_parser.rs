@@ -272,7 +272,7 @@ fn check_store(id: &str, store: &KubernetesStore) {
         ),
     };
     assert_eq!(*store, expected, "id {id:?}");
-    assert_eq!(store_secret_name(&store), secret);
+    assert_eq!(store_secret_name(store), secret);
     assert!(is_store_secret_name(&secret));
 }
 

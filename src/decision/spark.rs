@@ -382,7 +382,12 @@ mod tests {
     }
 
     // `hostile_values()`: values that break naive quoting, shells, the kubelet or the launcher.
-    include!("../../tests/support/hostile_values.rs");
+    // The file is shared with the integration tests, where its items are public.
+    #[allow(unreachable_pub)]
+    mod hostile {
+        include!("../../tests/support/hostile_values.rs");
+    }
+    use hostile::hostile_values;
 
     fn corpus_entries(values: &[String]) -> Vec<(String, &str)> {
         values

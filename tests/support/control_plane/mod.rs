@@ -25,6 +25,10 @@
 //! Why not the `envtest` crate (kube-rs's wrapper of controller-runtime's envtest): see the
 //! README's "Cluster tests" section.
 
+// The one place the package uses unsafe code: fork/exec hooks and signals to our own children,
+// each block with its SAFETY argument.
+#![allow(unsafe_code)]
+
 use std::io::{Read as _, Write as _};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt as _;

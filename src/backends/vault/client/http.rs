@@ -19,12 +19,12 @@ use crate::backends::vault::resource::VaultTarget;
 
 /// The most a KV v2 read answer may hold: Vault's integrated storage refuses entries over 1 MiB
 /// by default (`max_entry_size`), and a pod cannot carry more.
-pub const KV_ANSWER_CAP: usize = 1 << 20;
+pub(super) const KV_ANSWER_CAP: usize = 1 << 20;
 /// The most an auth answer (login, token lookup, renewal) may hold; real ones are about 1 KiB.
-pub const AUTH_ANSWER_CAP: usize = 64 << 10;
+pub(super) const AUTH_ANSWER_CAP: usize = 64 << 10;
 
 /// What Vault answered: the body of a success, or the status code of anything else.
-pub enum Reply {
+pub(super) enum Reply {
     /// A 2xx answer's body, wiped when dropped (it may hold values or a token).
     Success(Zeroizing<Vec<u8>>),
     /// Any other status; its body was not read.
@@ -32,7 +32,7 @@ pub enum Reply {
 }
 
 /// The HTTP client of one configuration, with the headers every request carries.
-pub struct VaultHttp {
+pub(super) struct VaultHttp {
     client: reqwest::Client,
     host: String,
     namespace: Option<HeaderValue>,
@@ -40,7 +40,7 @@ pub struct VaultHttp {
 
 impl VaultHttp {
     /// The client `target` is reached with.
-    pub fn new(target: &VaultTarget, timeouts: Timeouts) -> Result<Self, VaultError> {
+    pub(super) fn new(target: &VaultTarget, timeouts: Timeouts) -> Result<Self, VaultError> {
         // Vault is reached with the same provider as everything else in the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut builder = reqwest::Client::builder()
@@ -81,7 +81,7 @@ impl VaultHttp {
     }
 
     /// `GET {host}/v1/{path}`, with `token` when given.
-    pub async fn get(
+    pub(super) async fn get(
         &self,
         path: &str,
         token: Option<&SecretString>,
@@ -91,7 +91,7 @@ impl VaultHttp {
     }
 
     /// `POST {host}/v1/{path}` with a JSON `body`, with `token` when given.
-    pub async fn post(
+    pub(super) async fn post(
         &self,
         path: &str,
         token: Option<&SecretString>,
@@ -178,7 +178,7 @@ fn grow(body: &mut Zeroizing<Vec<u8>>, more: usize, cap: usize) {
 
 /// An error and its sources, e.g. "error sending request: tcp connect error: Connection refused".
 /// Transport errors name the URL and the failure, never a header or a body.
-pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -9,32 +9,32 @@ use super::VaultError;
 
 /// `{"data": ...}`: how Vault wraps a read and a token lookup.
 #[derive(Deserialize)]
-pub struct Data<T> {
+pub(super) struct Data<T> {
     pub data: T,
 }
 
 /// The `data` of a KV v2 read: the secret's fields and, ignored, its metadata.
 #[derive(Deserialize)]
-pub struct Secret {
+pub(super) struct Secret {
     pub data: serde_json::Map<String, Value>,
 }
 
 /// The `data` of a token lookup; the rest (the token's own id among it) is not kept.
 #[derive(Deserialize)]
-pub struct Lookup {
+pub(super) struct Lookup {
     #[serde(default)]
     pub expire_time: Option<String>,
 }
 
 /// `{"auth": ...}`: how Vault answers a login and a renewal.
 #[derive(Deserialize)]
-pub struct AuthAnswer {
+pub(super) struct AuthAnswer {
     pub auth: Auth,
 }
 
 /// A token Vault issued or renewed, and its lease.
 #[derive(Deserialize)]
-pub struct Auth {
+pub(super) struct Auth {
     pub client_token: String,
     #[serde(default)]
     pub lease_duration: u64,
@@ -44,16 +44,16 @@ pub struct Auth {
 
 /// The body of an AppRole login.
 #[derive(serde::Serialize)]
-pub struct AppRoleLogin<'a> {
+pub(super) struct AppRoleLogin<'a> {
     pub role_id: &'a str,
     pub secret_id: &'a str,
 }
 
 /// The answer parsed, or the one fixed message: a parse error may quote the body.
-pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, VaultError> {
+pub(super) fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, VaultError> {
     serde_json::from_slice(body).map_err(|_| not_an_answer())
 }
 
-pub fn not_an_answer() -> VaultError {
+pub(super) fn not_an_answer() -> VaultError {
     VaultError::Unavailable("Vault answered with something that is not a Vault API response".into())
 }
