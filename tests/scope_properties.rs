@@ -36,7 +36,6 @@ use iomete_secrets_webhook::decision::injection::{DRY_RUN_MARKER, Settings};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
 use serde_json::{Value, json};
@@ -566,28 +565,20 @@ async fn caches(case: &Case) -> (KubernetesCaches, CacheWriters) {
             .collect(),
         domain_label: case.domain_label.to_owned(),
     };
-    let (stores, mut writers) = KubernetesCaches::new(settings);
-    writers.namespaces.apply_watcher_event(&Event::Init);
-    for (name, labels) in &case.cluster {
-        let labels: BTreeMap<String, String> = labels
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                labels: Some(labels),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        writers
-            .namespaces
-            .apply_watcher_event(&Event::InitApply(namespace));
-    }
-    writers.namespaces.apply_watcher_event(&Event::InitDone);
-    writers.secrets.apply_watcher_event(&Event::Init);
-    for (id, keys) in &case.stores {
+    let namespaces = case.cluster.iter().map(|(name, labels)| Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    });
+    let secrets = case.stores.iter().map(|(id, keys)| {
         let name = match *id {
             "global" => "iomete-secret-store".to_owned(),
             domain_or_admin => format!("iomete-secret-store-{domain_or_admin}"),
@@ -601,7 +592,7 @@ async fn caches(case: &Case) -> (KubernetesCaches, CacheWriters) {
                 )
             })
             .collect();
-        let secret = Secret {
+        Secret {
             metadata: ObjectMeta {
                 name: Some(name),
                 namespace: Some(STORE_NAMESPACE.to_owned()),
@@ -609,12 +600,10 @@ async fn caches(case: &Case) -> (KubernetesCaches, CacheWriters) {
             },
             data: Some(data),
             ..Secret::default()
-        };
-        writers
-            .secrets
-            .apply_watcher_event(&Event::InitApply(secret));
-    }
-    writers.secrets.apply_watcher_event(&Event::InitDone);
+        }
+    });
+    let (stores, mut writers) = KubernetesCaches::new(settings);
+    writers.feed_listing(namespaces, secrets);
     stores.mark_fresh_once_listed().await;
     (stores, writers)
 }

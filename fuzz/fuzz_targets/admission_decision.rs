@@ -37,6 +37,7 @@ use iomete_secrets_webhook::backends::kubernetes::{KubernetesCaches, ScopePolicy
 use iomete_secrets_webhook::backends::vault::client::Timeouts;
 use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
 use iomete_secrets_webhook::backends::vault::{VaultBackend, VaultSettings};
+use iomete_secrets_webhook::backends::watch::feed_listing;
 use iomete_secrets_webhook::decision::injection::{MAX_PATCH_BYTES, Settings};
 use iomete_secrets_webhook::decision::pod::{Container, Pod};
 use iomete_secrets_webhook::decision::reference::{Source, parse_annotations};
@@ -44,7 +45,6 @@ use iomete_secrets_webhook_fuzz::cluster::{self, DOMAIN_LABEL, STORE_NAMESPACE};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Value, json};
 
@@ -126,8 +126,7 @@ async fn backends(stores: KubernetesCaches) -> Backends {
         check_interval: Duration::from_secs(3600),
     };
     let (vault, mut writer) = VaultBackend::new(settings, stores.clone(), VaultMetrics::default());
-    writer.apply_watcher_event(&Event::Init);
-    writer.apply_watcher_event(&Event::InitDone);
+    feed_listing(&mut writer, []);
     vault.mark_fresh_once_listed().await;
     // Kept for the life of the process, as the watch task keeps it.
     std::mem::forget(writer);
@@ -147,50 +146,37 @@ async fn fed_stores() -> KubernetesCaches {
             .collect(),
         domain_label: DOMAIN_LABEL.to_owned(),
     };
-    let (stores, mut writers) = KubernetesCaches::new(settings);
-    writers.namespaces.apply_watcher_event(&Event::Init);
-    for (name, labels) in cluster::NAMESPACES {
-        let namespace = Namespace {
-            metadata: ObjectMeta {
-                name: Some(name.to_string()),
-                labels: Some(
-                    labels
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .collect(),
-                ),
-                ..ObjectMeta::default()
-            },
-            ..Namespace::default()
-        };
-        writers
-            .namespaces
-            .apply_watcher_event(&Event::InitApply(namespace));
-    }
-    writers.namespaces.apply_watcher_event(&Event::InitDone);
-    writers.secrets.apply_watcher_event(&Event::Init);
-    for (id, keys) in cluster::STORES {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(cluster::secret_name(id)),
-                namespace: Some(STORE_NAMESPACE.to_owned()),
-                ..ObjectMeta::default()
-            },
-            data: Some(
-                keys.iter()
-                    .map(|key| {
-                        let value = cluster::value(id, key).into_bytes();
-                        (key.to_string(), ByteString(value))
-                    })
+    let namespaces = cluster::NAMESPACES.iter().map(|(name, labels)| Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            labels: Some(
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
             ),
-            ..Secret::default()
-        };
-        writers
-            .secrets
-            .apply_watcher_event(&Event::InitApply(secret));
-    }
-    writers.secrets.apply_watcher_event(&Event::InitDone);
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    });
+    let secrets = cluster::STORES.iter().map(|(id, keys)| Secret {
+        metadata: ObjectMeta {
+            name: Some(cluster::secret_name(id)),
+            namespace: Some(STORE_NAMESPACE.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some(
+            keys.iter()
+                .map(|key| {
+                    let value = cluster::value(id, key).into_bytes();
+                    (key.to_string(), ByteString(value))
+                })
+                .collect(),
+        ),
+        ..Secret::default()
+    });
+    let (stores, mut writers) = KubernetesCaches::new(settings);
+    writers.feed_listing(namespaces, secrets);
     stores.mark_fresh_once_listed().await;
     assert!(stores.is_fresh(), "the fed caches are ready");
     // The watch task keeps the writers for the life of the process; so does the harness.

@@ -81,6 +81,19 @@ pub struct CacheWriters {
     pub namespaces: Writer<Namespace>,
 }
 
+impl CacheWriters {
+    /// Feeds both caches a complete first listing, as their watches do when they start (for
+    /// caches fed by hand; [`KubernetesCaches::mark_fresh_once_listed`] then marks them fresh).
+    pub fn feed_listing(
+        &mut self,
+        namespaces: impl IntoIterator<Item = Namespace>,
+        secrets: impl IntoIterator<Item = Secret>,
+    ) {
+        super::watch::feed_listing(&mut self.namespaces, namespaces);
+        super::watch::feed_listing(&mut self.secrets, secrets);
+    }
+}
+
 /// Counts for the metrics endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreSizes {

@@ -20,6 +20,20 @@ use serde::de::DeserializeOwned;
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 
+/// Feeds `writer` a complete first listing of `objects`, as a watch does when it starts. For
+/// caches fed by hand: tests, fuzzing and benchmarks share this one setup.
+pub fn feed_listing<K>(writer: &mut Writer<K>, objects: impl IntoIterator<Item = K>)
+where
+    K: Resource + Clone,
+    K::DynamicType: Eq + Hash + Clone,
+{
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(object));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+}
+
 /// Feeds `writer` from a watch of `api` until the process stops. Objects `keep` rejects never
 /// enter the cache; `strip` removes fields the cache must not hold. `current(true)` is called
 /// when a listing completes, `current(false)` when the watch fails.

@@ -67,11 +67,10 @@ pub async fn run(
         stop_readiness.abort();
     };
 
-    let sizes_source = stores.clone();
+    let (scraped, sizes_source) = (metrics.clone(), stores.clone());
     let admin = admin::router(AdminState {
-        metrics: metrics.clone(),
         ready: ready.clone(),
-        sizes: Arc::new(move || sizes_source.sizes()),
+        metrics: Arc::new(move || scraped.render(sizes_source.sizes())),
     });
     let backends = Arc::new(Backends {
         kubernetes: stores,

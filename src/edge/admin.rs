@@ -9,16 +9,13 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::backends::kubernetes::StoreSizes;
 use crate::boot::app::Readiness;
-use crate::edge::metrics::Metrics;
 
-/// What the admin endpoint reads.
+/// What the admin endpoint reads: readiness, and the metrics exposition rendered at scrape time.
 #[derive(Clone)]
 pub struct AdminState {
-    pub metrics: Arc<Metrics>,
     pub ready: Readiness,
-    pub sizes: Arc<dyn Fn() -> StoreSizes + Send + Sync>,
+    pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
 }
 
 /// Routes of the admin endpoint.
@@ -47,6 +44,6 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render((state.sizes)()),
+        (state.metrics)(),
     )
 }

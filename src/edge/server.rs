@@ -243,11 +243,18 @@ pub struct Listeners {
 }
 
 impl Listeners {
+    /// Binds both addresses. Port 0 picks a free port; the "serving" log line names the ports
+    /// bound, so a test can read them back instead of guessing a free one.
     pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServerError> {
         Ok(Listeners {
-            webhook: (webhook, bind(webhook)?),
-            admin: (admin, bind(admin)?),
+            webhook: bind(webhook)?,
+            admin: bind(admin)?,
         })
+    }
+
+    /// The addresses bound: the webhook's, then the admin endpoint's.
+    pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
+        (self.webhook.0, self.admin.0)
     }
 }
 
@@ -328,10 +335,28 @@ fn task_error(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> st
     }
 }
 
-fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+fn bind(addr: SocketAddr) -> Result<(SocketAddr, TcpListener), ServerError> {
     let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
     listener
         .set_nonblocking(true)
         .map_err(|source| ServerError::Bind { addr, source })?;
-    Ok(listener)
+    let bound = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((bound, listener))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_zero_binds_free_ports_and_reports_them() {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let listeners = Listeners::bind(any, any).unwrap();
+        let (webhook, admin) = listeners.addresses();
+        assert_ne!(webhook.port(), 0);
+        assert_ne!(admin.port(), 0);
+        assert_ne!(webhook, admin);
+    }
 }

@@ -8,10 +8,10 @@ use base64::Engine as _;
 use std::collections::BTreeSet;
 
 use iomete_secrets_webhook::backends::kubernetes::{KubernetesCaches, ScopePolicy};
+use iomete_secrets_webhook::backends::watch::feed_listing;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::runtime::watcher::Event;
 use serde_json::{Value, json};
 
 include!("hostile_values.rs");
@@ -168,20 +168,7 @@ pub async fn stores(
     };
     let (stores, mut writers) = KubernetesCaches::new(settings);
     if synced {
-        writers.namespaces.apply_watcher_event(&Event::Init);
-        for namespace in namespaces {
-            writers
-                .namespaces
-                .apply_watcher_event(&Event::InitApply(namespace));
-        }
-        writers.namespaces.apply_watcher_event(&Event::InitDone);
-        writers.secrets.apply_watcher_event(&Event::Init);
-        for secret in secrets {
-            writers
-                .secrets
-                .apply_watcher_event(&Event::InitApply(secret));
-        }
-        writers.secrets.apply_watcher_event(&Event::InitDone);
+        writers.feed_listing(namespaces, secrets);
         stores.mark_fresh_once_listed().await;
     }
     // The writers must outlive the test, as the watch task keeps them in production.
@@ -216,11 +203,7 @@ pub fn backends(
     use iomete_secrets_webhook::backends::vault::metrics::VaultMetrics;
     let (vault, mut writer) =
         VaultBackend::new(vault_settings, stores.clone(), VaultMetrics::default());
-    writer.apply_watcher_event(&Event::Init);
-    for config in vault_configs {
-        writer.apply_watcher_event(&Event::InitApply(config));
-    }
-    writer.apply_watcher_event(&Event::InitDone);
+    feed_listing(&mut writer, vault_configs);
     // The store is complete, so this resolves at once; blocking keeps the helper usable from
     // synchronous setup code.
     futures::executor::block_on(vault.mark_fresh_once_listed());
