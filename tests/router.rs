@@ -350,31 +350,58 @@ async fn legacy_placeholders_in_a_notebook_pod_resolve_with_a_warning() {
     );
 }
 
+/// Denials reach the user with their code and a message that names what to fix.
+#[rstest]
+#[case::secrets_v2_disabled(false, "spark-jobs", None, 400, &["Secrets V2 is disabled"])]
+#[case::missing_key(
+    true,
+    "spark-jobs",
+    Some(env_secrets(&[("DB_PASSWORD", "nope", "finance")])),
+    404,
+    &["\"iomete-secret-store-finance\" has no key \"nope\""]
+)]
+#[case::missing_domain_store(
+    true,
+    "marketing-jobs",
+    Some(env_secrets(&[("K", "k", "marketing")])),
+    404,
+    &["iomete-secret-store-marketing", "ask an administrator to create it"]
+)]
+#[case::malformed_reference_names_the_entry(
+    true,
+    "spark-jobs",
+    Some(r#"[{"key": "OK", "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": "finance"}}},
+             {"key": "BAD", "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": "finance", "namespace": "kube-system"}}}]"#.to_owned()),
+    400,
+    &["secrets.iomete.com/env-secrets", "namespace"]
+)]
+#[case::unknown_vault_configuration(
+    true,
+    "spark-jobs",
+    Some(r#"[{"key": "V", "secretObject": {"key": "k", "source": {"type": "VAULT", "id": "vault-prod"}}}]"#.to_owned()),
+    404,
+    &["names Vault configuration \"vault-prod\", which does not exist"]
+)]
 #[tokio::test]
-async fn secrets_v2_disabled_denies_annotations_with_a_clear_message() {
-    let harness = Harness::new(false).await;
-    let review = review_of(fixture("spark/spark35-driver-pod.json"), "spark-jobs");
-    let (_, answer, _) = harness.review(&review).await;
-    assert_eq!(answer["response"]["allowed"], false);
+async fn denials_name_what_to_fix(
+    #[case] secrets_v2: bool,
+    #[case] namespace: &str,
+    #[case] env_secrets_annotation: Option<String>,
+    #[case] code: u16,
+    #[case] says: &[&str],
+) {
+    let harness = Harness::new(secrets_v2).await;
+    let mut pod = fixture("spark/spark35-driver-pod.json");
+    if let Some(annotation) = &env_secrets_annotation {
+        pod = with_annotation(pod, "secrets.iomete.com/env-secrets", annotation);
+    }
+    let (_, answer, _) = harness.review(&review_of(pod, namespace)).await;
+    assert_eq!(answer["response"]["allowed"], false, "{answer}");
+    assert_eq!(answer["response"]["status"]["code"], code, "{answer}");
     let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(message.contains("Secrets V2 is disabled"), "{message}");
-}
-
-#[tokio::test]
-async fn missing_key_is_denied_404_naming_store_and_key() {
-    let harness = Harness::new(true).await;
-    let pod = with_annotation(
-        fixture("spark/spark35-driver-pod.json"),
-        "secrets.iomete.com/env-secrets",
-        &env_secrets(&[("DB_PASSWORD", "nope", "finance")]),
-    );
-    let (_, answer, _) = harness.review(&review_of(pod, "spark-jobs")).await;
-    assert_eq!(answer["response"]["status"]["code"], 404, "{answer}");
-    let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("\"iomete-secret-store-finance\" has no key \"nope\""),
-        "{message}"
-    );
+    for said in says {
+        assert!(message.contains(said), "{said:?} not in {message}");
+    }
 }
 
 #[tokio::test]
@@ -383,60 +410,6 @@ async fn unknown_namespace_is_a_retriable_503_never_a_guess() {
     let review = review_of(fixture("spark/spark35-driver-pod.json"), "not-yet-seen");
     let (_, answer, _) = harness.review(&review).await;
     assert_eq!(answer["response"]["status"]["code"], 503, "{answer}");
-}
-
-#[tokio::test]
-async fn missing_domain_store_is_denied_404() {
-    let harness = Harness::new(true).await;
-    let pod = with_annotation(
-        fixture("spark/spark35-driver-pod.json"),
-        "secrets.iomete.com/env-secrets",
-        &env_secrets(&[("K", "k", "marketing")]),
-    );
-    let (_, answer, _) = harness.review(&review_of(pod, "marketing-jobs")).await;
-    assert_eq!(answer["response"]["status"]["code"], 404, "{answer}");
-    let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("iomete-secret-store-marketing"),
-        "{message}"
-    );
-}
-
-#[tokio::test]
-async fn malformed_reference_is_denied_400_naming_the_entry() {
-    let harness = Harness::new(true).await;
-    let pod = with_annotation(
-        fixture("spark/spark35-driver-pod.json"),
-        "secrets.iomete.com/env-secrets",
-        r#"[{"key": "OK", "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": "finance"}}},
-            {"key": "BAD", "secretObject": {"key": "k", "source": {"type": "KUBERNETES", "id": "finance", "namespace": "kube-system"}}}]"#,
-    );
-    let (_, answer, _) = harness.review(&review_of(pod, "spark-jobs")).await;
-    assert_eq!(answer["response"]["status"]["code"], 400);
-    let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert!(
-        message.contains("secrets.iomete.com/env-secrets"),
-        "{message}"
-    );
-    assert!(message.contains("namespace"), "{message}");
-}
-
-#[tokio::test]
-async fn reference_to_an_unknown_vault_configuration_is_denied_404() {
-    let harness = Harness::new(true).await;
-    let pod = with_annotation(
-        fixture("spark/spark35-driver-pod.json"),
-        "secrets.iomete.com/env-secrets",
-        r#"[{"key": "V", "secretObject": {"key": "k", "source": {"type": "VAULT", "id": "vault-prod"}}}]"#,
-    );
-    let (_, answer, _) = harness.review(&review_of(pod, "spark-jobs")).await;
-    assert_eq!(answer["response"]["allowed"], false);
-    let message = answer["response"]["status"]["message"].as_str().unwrap();
-    assert_eq!(answer["response"]["status"]["code"], 404);
-    assert!(
-        message.contains("names Vault configuration \"vault-prod\", which does not exist"),
-        "{message}"
-    );
 }
 
 #[tokio::test]
