@@ -59,7 +59,7 @@ const VAULT_CANARY: &str = "e2e-canary-vault-slow-$(HOME)-5e1f";
 const BAD_TOKEN: &str = "e2e-canary-token-bad-vault";
 const BAD_ROLE_ID: &str = "e2e-canary-role-id-bad-vault";
 const BAD_SECRET_ID: &str = "e2e-canary-secret-id-bad-vault";
-/// The message of a denial while caches resync (src/admission.rs).
+/// The message of a denial while caches resync (src/admission/mod.rs).
 const SYNCING: &str = "caches are syncing";
 
 /// What a [`TcpProxy`] does with the bytes of its connections.

@@ -306,7 +306,7 @@ if binary:
     known_flags = set(re.findall(r"^\s+(--[a-z0-9-]+)", serve_help, re.M))
     known_env = set(re.findall(r"\[env: ([A-Z0-9_]+)=", serve_help))
 else:
-    source = (root / "src/config.rs").read_text()
+    source = (root / "src/boot/config.rs").read_text()
     known_env = set(re.findall(r'env = "([A-Z0-9_]+)"', source))
     known_flags = {"--" + f.replace("_", "-") for f in re.findall(r"pub ([a-z0-9_]+): ", source)}
 known_env.add("RUST_LOG")

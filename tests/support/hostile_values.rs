@@ -1,4 +1,4 @@
-// The hostile value corpus for Spark option encoding, shared by `src/spark.rs`'s unit tests and
+// The hostile value corpus for Spark option encoding, shared by `src/decision/spark.rs`'s unit tests and
 // `tests/spark_submit.rs` (through `include!`, since integration tests cannot see test-only
 // library code): everything naive quoting, a shell, the kubelet or Spark's launcher could
 // mangle, and that the encoding must carry byte for byte.
