@@ -169,10 +169,13 @@ fn api_server_restart_partition_and_compaction_without_a_webhook_restart() {
         attempt(&cluster, "compacted-mkt", "mktf1"),
         Outcome::Forbidden
     );
-    // The webhook's watches, resumed from their last resourceVersion, failed: 410 Gone ("too
-    // old resource version", the compacted history) when the API server's watch cache had
-    // re-listed already, 429 ("storage is (re)initializing") when it had not. Either way the
-    // webhook re-listed, which is what the decisions above show.
+    // The webhook's watches failed after the compaction and were rebuilt from a fresh listing.
+    // How they fail depends on timing: resumed from their last resourceVersion they get 410 Gone
+    // ("too old resource version", the compacted history) once the API server's watch cache has
+    // re-listed, 429 ("storage is (re)initializing") while it re-lists; or, resumed while etcd
+    // was still away, a 5xx or a closed connection. Each is a failed watch, a stale cache and a
+    // fresh LIST, which is what the decisions above show; a watch that silently resumed on
+    // compacted history would log nothing here.
     assert_eq!(
         cluster.webhook_pid(),
         webhook,
@@ -187,10 +190,7 @@ fn api_server_restart_partition_and_compaction_without_a_webhook_restart() {
         eprintln!("after the compaction: {line}");
     }
     assert!(
-        failures
-            .iter()
-            .any(|line| line.contains("too old resource version")
-                || line.contains("storage is (re)initializing")),
+        !failures.is_empty(),
         "the webhook's watches did not fail after the compaction:\n{after}"
     );
 }
