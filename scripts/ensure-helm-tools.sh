@@ -15,8 +15,8 @@
 # the cache present (a stamp naming the versions and the hash of the go.mod/go.sum files, and
 # binaries that report those versions) it takes well under a second and builds nothing.
 #
-# First build on a 2-core machine: see README ("The Helm chart and the monitoring kit"). A lock
-# keeps two concurrent callers from building at once.
+# First build on a 2-core machine: see README ("The Helm chart and the monitoring kit: how they
+# are tested"). A lock keeps two concurrent callers from building at once.
 #
 # How to move a version: tools/helm/README.md.
 #
