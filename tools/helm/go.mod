@@ -1,3 +1,6 @@
+// Build-only module: pins the helm that tests the chart (scripts/ensure-helm-tools.sh builds
+// helm.sh/helm/v4/cmd/helm from it). How to move the version: tools/helm/README.md.
+
 module iomete.com/secrets-webhook/tools/helm
 
 go 1.26.0

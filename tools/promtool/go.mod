@@ -1,3 +1,6 @@
+// Build-only module: pins the promtool that tests the alerts (scripts/ensure-helm-tools.sh
+// builds github.com/prometheus/prometheus/cmd/promtool from it). See tools/helm/README.md.
+
 module iomete.com/secrets-webhook/tools/promtool
 
 go 1.26.7
