@@ -266,18 +266,20 @@ fn prepare(plane: &ControlPlane, tools: &Path) -> (PathBuf, String) {
 /// lookups, an error for a missing secret), with the VaultConfig's Ready condition written
 /// through the chart's Role.
 async fn serve_pods(plane: &ControlPlane) {
+    // The store first and each namespace created with its label: the webhook's watches then
+    // never show a pod's namespace without its domain, or a domain without its store.
+    let store = format!("--from-literal=db_password={STORE_VALUE}");
+    let secret = ["create", "secret", "generic", "iomete-secret-store-helmfin"];
+    plane.kubectl_ok(&[&secret[..], &["-n", NAMESPACE, &store]].concat(), None);
     for (namespace, domain) in [
         ("helm-finance", "helmfin"),
         ("helm-marketing", "helmmkt"),
         ("helm-excluded", "helmfin"),
     ] {
-        plane.kubectl_ok(&["create", "namespace", namespace], None);
-        let label = format!("iomete.com/domain={domain}");
-        plane.kubectl_ok(&["label", "namespace", namespace, &label], None);
+        let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {
+            "name": namespace, "labels": {"iomete.com/domain": domain}}});
+        plane.kubectl_ok(&["create", "-f", "-"], Some(&object.to_string()));
     }
-    let store = format!("--from-literal=db_password={STORE_VALUE}");
-    let secret = ["create", "secret", "generic", "iomete-secret-store-helmfin"];
-    plane.kubectl_ok(&[&secret[..], &["-n", NAMESPACE, &store]].concat(), None);
     let stored = create(
         plane,
         &driver("helm-finance", "store", "db_password", STORE),
