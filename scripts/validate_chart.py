@@ -1,5 +1,5 @@
 """Validates the Helm chart charts/iomete-secrets-webhook and the monitoring kit, offline; run by
-scripts/validate-chart.sh (which makes the venv, the certificates and the kustomize renders).
+scripts/validate-chart.sh (which makes the venv, the certificates and the overlays compared).
 
 1. `helm lint --strict` and `helm template` of every values file in the chart's ci/ folder, with
    and without the Prometheus Operator's API, at the oldest supported Kubernetes and the newest.
