@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates deploy/base/vaultconfig-crd.yaml from the webhook's `crd` subcommand.
+# Regenerates deploy/base/vaultconfig-crd.yaml from the webhook's `crd` subcommand, and its copy
+# in the Helm chart (charts/iomete-secrets-webhook/files/vaultconfig-crd.yaml; a chart cannot
+# read files outside its directory).
 #
 #   bash scripts/generate-crd.sh
 #
@@ -76,4 +78,6 @@ if yaml.safe_load(body) != crd:
 with open(target, "w") as out:
     out.write(header + body)
 PY
-printf 'generate-crd: wrote %s\n' "${out#"$root"/}"
+chart_copy="$root/charts/iomete-secrets-webhook/files/vaultconfig-crd.yaml"
+cp "$out" "$chart_copy"
+printf 'generate-crd: wrote %s and %s\n' "${out#"$root"/}" "${chart_copy#"$root"/}"

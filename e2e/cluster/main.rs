@@ -31,6 +31,7 @@ mod admission;
 mod changes;
 mod env;
 mod faults;
+mod helm;
 mod proxy;
 mod reinvocation;
 mod selection;

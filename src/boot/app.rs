@@ -43,10 +43,12 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let listeners = Listeners::bind(config.listen, config.admin_listen)?;
+    let mut metrics = Metrics::new();
+    metrics.register_serving_certificate_expiry(tls.certificates.expiry());
+    let metrics = Arc::new(metrics);
     let reload_certificates = tokio::spawn(tls.certificates.watch());
 
     let (stores, drive_watches) = KubernetesCaches::watch(client.clone(), config.stores.clone());
-    let metrics = Arc::new(Metrics::new());
     let (vault, drive_vault) = VaultBackend::watch(
         client,
         config.vault.clone(),

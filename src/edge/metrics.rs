@@ -1,5 +1,6 @@
 //! The webhook's Prometheus metrics: admissions by outcome and denial kind, their latency, the
-//! cache sizes and, through [`VaultMetrics`], the Vault backend's series.
+//! cache sizes, the serving certificate's expiry and, through [`VaultMetrics`], the Vault
+//! backend's series.
 //!
 //! Every label is bounded (outcomes, denial kinds, configuration names; never namespaces, pods
 //! or keys). Cache sizes are read at scrape time, so they cannot drift.
@@ -118,6 +119,16 @@ impl Metrics {
         self.latency.observe(elapsed.as_secs_f64());
     }
 
+    /// Exports `expiry`, the serving certificate's `notAfter` in Unix seconds, which the TLS
+    /// reloader keeps current (`serving_certificate_expiry_timestamp_seconds`).
+    pub fn register_serving_certificate_expiry(&mut self, expiry: Gauge) {
+        self.registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires, in Unix seconds (0: unreadable)",
+            expiry,
+        );
+    }
+
     /// Handles the Vault backend records into (clones share the series).
     pub fn vault(&self) -> VaultMetrics {
         self.vault.clone()
@@ -133,5 +144,26 @@ impl Metrics {
             tracing::error!(%error, "cannot encode metrics");
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_serving_certificate_expiry_is_exported() {
+        let mut metrics = Metrics::new();
+        let expiry = Gauge::default();
+        metrics.register_serving_certificate_expiry(expiry.clone());
+        expiry.set(1_936_742_400);
+        let text = metrics.render(StoreSizes::default());
+        assert!(
+            text.contains(
+                "\n# TYPE iomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds gauge\n"
+            ) && text
+                .contains("\niomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds 1936742400\n"),
+            "{text}"
+        );
     }
 }

@@ -5,19 +5,23 @@
 //! webhooks) and uses the `ring` provider, the same one the Kubernetes client uses. The kubelet
 //! updates a mounted Secret by swapping a `..data` symlink, so [`CertificateReloader`] re-reads
 //! the files periodically: new connections get a new pair as soon as it loads, and a broken pair
-//! keeps the old one in service and logs an error.
+//! keeps the old one in service and logs an error. The served certificate's expiry is exported
+//! as a gauge ([`CertificateReloader::expiry`]), so an alert can fire before it lapses.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+
+mod expiry;
 
 /// How often the certificate files are checked for a new pair.
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -50,6 +54,8 @@ pub struct CertificateReloader {
     key_path: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<(Arc<CertifiedKey>, FileContents)>,
+    /// `notAfter` of the served certificate in Unix seconds (0: unreadable), kept current.
+    expiry: Gauge,
 }
 
 impl fmt::Debug for CertificateReloader {
@@ -67,11 +73,14 @@ impl CertificateReloader {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let contents = read_files(cert, key)?;
         let certified = certified_key(cert, key, &contents, &provider)?;
+        let expiry = Gauge::default();
+        expiry.set(not_after(&certified));
         Ok(Arc::new(CertificateReloader {
             cert_path: cert.to_owned(),
             key_path: key.to_owned(),
             provider,
             current: RwLock::new((certified, contents)),
+            expiry,
         }))
     }
 
@@ -83,8 +92,14 @@ impl CertificateReloader {
             return Ok(false);
         }
         let certified = certified_key(&self.cert_path, &self.key_path, &contents, &self.provider)?;
+        self.expiry.set(not_after(&certified));
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = (certified, contents);
         Ok(true)
+    }
+
+    /// The served certificate's `notAfter` (Unix seconds), as a gauge for the metrics registry.
+    pub fn expiry(&self) -> Gauge {
+        self.expiry.clone()
     }
 
     /// Reloads every [`RELOAD_INTERVAL`] until the task is dropped.
@@ -114,6 +129,15 @@ impl ResolvesServerCert for CertificateReloader {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         Some(self.read_current().0.clone())
     }
+}
+
+/// The leaf certificate's `notAfter`, 0 when it cannot be read.
+fn not_after(certified: &CertifiedKey) -> i64 {
+    certified
+        .cert
+        .first()
+        .and_then(|der| expiry::not_after(der))
+        .unwrap_or(0)
 }
 
 fn read_files(cert: &Path, key: &Path) -> Result<FileContents, TlsError> {
@@ -247,6 +271,27 @@ mod tests {
         write_pair(dir.path(), "two.example");
         assert!(reloader.reload().unwrap());
         assert_ne!(served(&reloader), first);
+    }
+
+    #[test]
+    fn the_expiry_gauge_follows_the_served_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_pair(dir.path(), "one.example");
+        let reloader = CertificateReloader::load(&cert, &key).unwrap();
+        let gauge = reloader.expiry();
+        // `certs` leaves rcgen's default validity: until 4096-01-01T00:00:00Z.
+        assert_eq!(gauge.get(), 67_090_118_400);
+        let mut params = rcgen::CertificateParams::new(vec!["two.example".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(2031, 5, 17);
+        let pair = rcgen::KeyPair::generate().unwrap();
+        std::fs::write(&cert, params.self_signed(&pair).unwrap().pem()).unwrap();
+        std::fs::write(&key, pair.serialize_pem()).unwrap();
+        assert!(reloader.reload().unwrap());
+        assert_eq!(gauge.get(), 1_936_742_400);
+        // A rejected pair leaves the gauge on the certificate still served.
+        std::fs::write(&cert, "not a certificate").unwrap();
+        assert!(reloader.reload().is_err());
+        assert_eq!(gauge.get(), 1_936_742_400);
     }
 
     #[test]
