@@ -15,7 +15,7 @@ use crate::backends::{Backends, KubernetesCaches, VaultBackend};
 use crate::boot::config::ServeConfig;
 use crate::decision::injection::Settings;
 use crate::edge::admin::{self, AdminState};
-use crate::edge::metrics::Metrics;
+use crate::edge::metrics::{CacheState, Metrics};
 use crate::edge::server::{self, Listeners, ServerError, WebhookState};
 use crate::edge::tls::ServerTls;
 
@@ -69,10 +69,16 @@ pub async fn run(
         stop_readiness.abort();
     };
 
-    let (scraped, sizes_source) = (metrics.clone(), stores.clone());
+    let (scraped, stores_read, vault_read) = (metrics.clone(), stores.clone(), vault.clone());
     let admin = admin::router(AdminState {
         ready: ready.clone(),
-        metrics: Arc::new(move || scraped.render(sizes_source.sizes())),
+        metrics: Arc::new(move || {
+            scraped.render(CacheState {
+                sizes: stores_read.sizes(),
+                kubernetes_fresh: stores_read.is_fresh(),
+                vault_configs_fresh: vault_read.is_fresh(),
+            })
+        }),
     });
     let backends = Arc::new(Backends {
         kubernetes: stores,

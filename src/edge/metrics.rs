@@ -24,6 +24,11 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DenialLabels {
     reason: &'static str,
     code: u16,
@@ -38,7 +43,18 @@ pub struct Metrics {
     stores: Gauge,
     store_keys: Gauge,
     namespaces: Gauge,
+    cache_fresh: Family<CacheLabels, Gauge>,
     vault: VaultMetrics,
+}
+
+/// What is read from the caches at scrape time.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CacheState {
+    pub sizes: StoreSizes,
+    /// Whether the store and namespace caches are fresh (listed, watches not failed since).
+    pub kubernetes_fresh: bool,
+    /// Whether the VaultConfig cache is fresh.
+    pub vault_configs_fresh: bool,
 }
 
 impl Default for Metrics {
@@ -87,6 +103,12 @@ impl Metrics {
             "Namespaces in the scope cache",
             namespaces.clone(),
         );
+        let cache_fresh = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_fresh",
+            "1 while a cache holds a complete listing and its watch has not failed since, by cache (kubernetes: stores and namespaces; vault_configs)",
+            cache_fresh.clone(),
+        );
         let vault = VaultMetrics::default();
         vault.register(&mut registry);
         Metrics {
@@ -98,6 +120,7 @@ impl Metrics {
             stores,
             store_keys,
             namespaces,
+            cache_fresh,
         }
     }
 
@@ -134,8 +157,17 @@ impl Metrics {
         self.vault.clone()
     }
 
-    /// Renders the Prometheus text exposition with the current store sizes.
-    pub fn render(&self, sizes: StoreSizes) -> String {
+    /// Renders the Prometheus text exposition with the caches as they are now.
+    pub fn render(&self, caches: CacheState) -> String {
+        let sizes = caches.sizes;
+        for (cache, fresh) in [
+            ("kubernetes", caches.kubernetes_fresh),
+            ("vault_configs", caches.vault_configs_fresh),
+        ] {
+            self.cache_fresh
+                .get_or_create(&CacheLabels { cache })
+                .set(i64::from(fresh));
+        }
         self.stores.set(sizes.stores as i64);
         self.store_keys.set(sizes.keys as i64);
         self.namespaces.set(sizes.namespaces as i64);
@@ -157,7 +189,7 @@ mod tests {
         let expiry = Gauge::default();
         metrics.register_serving_certificate_expiry(expiry.clone());
         expiry.set(1_936_742_400);
-        let text = metrics.render(StoreSizes::default());
+        let text = metrics.render(CacheState::default());
         assert!(
             text.contains(
                 "\n# TYPE iomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds gauge\n"
@@ -165,5 +197,34 @@ mod tests {
                 .contains("\niomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds 1936742400\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn cache_freshness_is_exported_per_cache() {
+        let metrics = Metrics::new();
+        let text = metrics.render(CacheState {
+            kubernetes_fresh: true,
+            ..CacheState::default()
+        });
+        assert!(
+            text.contains("\niomete_secrets_webhook_cache_fresh{cache=\"kubernetes\"} 1\n")
+                && text
+                    .contains("\niomete_secrets_webhook_cache_fresh{cache=\"vault_configs\"} 0\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn vault_config_readiness_is_exported_and_forgotten_with_the_configuration() {
+        let metrics = Metrics::new();
+        metrics.vault().ready("vault-prod", false);
+        let text = metrics.render(CacheState::default());
+        assert!(
+            text.contains("\niomete_secrets_webhook_vault_config_ready{config=\"vault-prod\"} 0\n"),
+            "{text}"
+        );
+        metrics.vault().forget("vault-prod");
+        let text = metrics.render(CacheState::default());
+        assert!(!text.contains("vault-prod"), "{text}");
     }
 }

@@ -55,41 +55,30 @@ ServiceMonitor attach); the webhook's metric names are unique, so no `job` is ma
       {{"{{"}} $value | humanizeDuration {{"}}"}}, above {{ include "webhook.latencyThreshold" . }}s; past
       the admission timeout ({{ .Values.config.admissionTimeout }}) pods are refused with a retriable 503.
 - alert: IometeSecretsWebhookCachesStale
-  # 503 "unavailable" denials are caches that are not current (a failed watch being re-listed,
-  # a namespace not seen yet, VaultConfigs not loaded) or Vault being unreachable; the second
-  # are counted by the Vault errors and taken away.
+  # A cache is stale while its watch of the API server has failed and it re-lists; the webhook
+  # refuses (retriable 503) every decision that needs it meanwhile.
   expr: |-
-    (
-      sum by (namespace) (increase(iomete_secrets_webhook_admission_denials_total{reason="unavailable"}[10m]))
-      - (
-        sum by (namespace) (increase(iomete_secrets_webhook_vault_errors_total{class="unavailable"}[10m]))
-        or
-        sum by (namespace) (increase(iomete_secrets_webhook_admission_denials_total{reason="unavailable"}[10m])) * 0
-      )
-    ) > 3
+    min by (namespace, pod, cache) (iomete_secrets_webhook_cache_fresh) == 0
   for: 5m
   labels:
     severity: warning
   annotations:
-    summary: The webhook refuses pods because its caches are not current.
+    summary: A webhook replica's cache has not been current for 5 minutes.
     description: >-
-      {{"{{"}} $value | humanize {{"}}"}} admissions in {{"{{"}} $labels.namespace {{"}}"}} were refused with a
-      retriable 503 in 10 minutes because the webhook's Secret, Namespace or VaultConfig cache
-      was not current (its watch of the API server failed and is re-listing, or it has not seen
-      a namespace yet).
+      The {{"{{"}} $labels.cache {{"}}"}} cache of {{"{{"}} $labels.pod {{"}}"}} in {{"{{"}} $labels.namespace {{"}}"}} has
+      not held a complete listing for 5 minutes (its watch of the API server failed and cannot
+      re-list). Pods that need it are refused with a retriable 503.
 - alert: IometeSecretsWebhookVaultConfigNotReady
   expr: |-
-    sum by (namespace, config) (rate(iomete_secrets_webhook_vault_errors_total{class=~"unavailable|permission_denied|misconfigured"}[10m]))
-      > 0
+    min by (namespace, config) (iomete_secrets_webhook_vault_config_ready) == 0
   for: 15m
   labels:
     severity: warning
   annotations:
-    summary: Lookups through a VaultConfig keep failing.
+    summary: A VaultConfig's connection check has been failing for 15 minutes.
     description: >-
-      Vault lookups through the VaultConfig {{"{{"}} $labels.config {{"}}"}} have failed for 15 minutes
-      (Vault unreachable, login or read refused, or the configuration unusable): its Ready
-      condition is most likely False, and pods that reference it are refused.
+      The VaultConfig {{"{{"}} $labels.config {{"}}"}} fails its connection check (login, or the read
+      probe on its prefix): its Ready condition is False, and pods that reference it are refused.
 - alert: IometeSecretsWebhookCertificateExpiresSoon
   expr: |-
     min by (namespace) (iomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds > 0)

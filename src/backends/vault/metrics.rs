@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -33,6 +34,7 @@ pub struct VaultMetrics {
     logins: Family<ConfigLabels, Counter>,
     errors: Family<ClassLabels, Counter>,
     latency: Family<ConfigLabels, Histogram, fn() -> Histogram>,
+    ready: Family<ConfigLabels, Gauge>,
 }
 
 impl Default for VaultMetrics {
@@ -43,12 +45,18 @@ impl Default for VaultMetrics {
             logins: Family::default(),
             errors: Family::default(),
             latency: Family::new_with_constructor(new_histogram),
+            ready: Family::default(),
         }
     }
 }
 
 impl VaultMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "vault_config_ready",
+            "1 when the configuration's last connection check passed (its Ready condition), 0 when it failed; by configuration",
+            self.ready.clone(),
+        );
         registry.register(
             "vault_reads",
             "KV v2 reads sent to Vault, by configuration",
@@ -112,5 +120,21 @@ impl VaultMetrics {
                 class,
             })
             .inc();
+    }
+
+    /// Records the outcome of a configuration's connection check (its Ready condition).
+    pub fn ready(&self, config: &str, ready: bool) {
+        self.ready
+            .get_or_create(&ConfigLabels {
+                config: config.to_owned(),
+            })
+            .set(i64::from(ready));
+    }
+
+    /// Drops the Ready series of a configuration that no longer exists.
+    pub fn forget(&self, config: &str) {
+        self.ready.remove(&ConfigLabels {
+            config: config.to_owned(),
+        });
     }
 }

@@ -48,7 +48,13 @@ pub async fn run_checks(backend: VaultBackend, api: Api<VaultConfig>) {
             .iter()
             .filter_map(|config| config.metadata.name.clone())
             .collect();
-        checked.retain(|name, _| names.contains(name));
+        checked.retain(|name, _| {
+            let exists = names.contains(name);
+            if !exists {
+                backend.inner.metrics.forget(name);
+            }
+            exists
+        });
         backend.forget_connections_except(&names);
         for config in configs {
             let Some(name) = config.metadata.name.clone() else {
@@ -62,6 +68,7 @@ pub async fn run_checks(backend: VaultBackend, api: Api<VaultConfig>) {
                 continue;
             }
             let condition = check(&backend, &config).await;
+            backend.inner.metrics.ready(&name, condition.ready);
             if let Err(error) = write_condition(&api, &config, &condition).await {
                 tracing::warn!(config = %name, %error, "cannot write VaultConfig status");
             }

@@ -6,7 +6,7 @@
 //! is interpreted (rustls has already accepted it for serving).
 
 /// `notAfter` of a DER X.509 certificate, in Unix seconds; `None` when it cannot be read.
-pub fn not_after(der: &[u8]) -> Option<i64> {
+pub(super) fn not_after(der: &[u8]) -> Option<i64> {
     let (certificate, _) = element(der, SEQUENCE)?;
     let (mut tbs, _) = element(certificate, SEQUENCE)?;
     // version [0] EXPLICIT (absent for v1), serialNumber, signature, issuer; then validity.
@@ -120,7 +120,7 @@ mod tests {
 
     #[test]
     fn reads_the_certificates_the_certs_subcommand_writes() {
-        let bundle = crate::certs::generate(&["svc.example".to_owned()]).unwrap();
+        let bundle = crate::boot::certs::generate(&["svc.example".to_owned()]).unwrap();
         let der = CertificateDer::from_pem_slice(bundle.cert_pem.as_bytes()).unwrap();
         // rcgen's default validity: until 4096-01-01T00:00:00Z.
         assert_eq!(not_after(&der), Some(67_090_118_400));
