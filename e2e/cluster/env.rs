@@ -6,7 +6,7 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -55,6 +55,34 @@ pub struct Cluster {
     pub admin_port: u16,
     webhook: Mutex<Option<Child>>,
     log: PathBuf,
+}
+
+/// At most one test of this binary runs a control plane of its own at a time: several starting
+/// and restarting etcd and kube-apiserver at once, beside the shared one, overloaded a 2-core
+/// machine until API servers timed out. Held for the whole test.
+pub struct DedicatedSlot(());
+
+static DEDICATED: (Mutex<bool>, Condvar) = (Mutex::new(false), Condvar::new());
+
+impl DedicatedSlot {
+    /// Waits until no other test holds a dedicated control plane.
+    pub fn take() -> DedicatedSlot {
+        let (taken, freed) = &DEDICATED;
+        let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
+        while *taken {
+            taken = freed.wait(taken).unwrap_or_else(|p| p.into_inner());
+        }
+        *taken = true;
+        DedicatedSlot(())
+    }
+}
+
+impl Drop for DedicatedSlot {
+    fn drop(&mut self) {
+        let (taken, freed) = &DEDICATED;
+        *taken.lock().unwrap_or_else(|p| p.into_inner()) = false;
+        freed.notify_one();
+    }
 }
 
 impl Cluster {

@@ -9,7 +9,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use crate::control_plane::ControlPlane;
-use crate::env::{Cluster, Plane};
+use crate::env::{Cluster, DedicatedSlot, Plane};
 use crate::proxy::Proxy;
 use crate::{container_env, fixture_pod, is_retriable, kubectl_apply, stderr, with_env_secrets};
 
@@ -93,6 +93,7 @@ fn relabel(cluster: &Cluster, domain: &str) {
 
 #[test]
 fn api_server_restart_partition_and_compaction_without_a_webhook_restart() {
+    let _one_at_a_time = DedicatedSlot::take();
     let Some(plane) = ControlPlane::start("api_server_restart_partition_and_compaction") else {
         return;
     };

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use crate::control_plane::{ControlPlane, free_port};
+use crate::env::DedicatedSlot;
 use crate::stderr;
 use crate::support::openbao::OpenBao;
 
@@ -39,6 +40,7 @@ async fn the_chart_installs_upgrades_and_uninstalls_as_documented() {
     let Some(tools) = helm_tools::helm_tools_or_skip(test) else {
         return;
     };
+    let _one_at_a_time = DedicatedSlot::take();
     let Some(plane) = ControlPlane::start(test) else {
         return;
     };

@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use crate::env::{Cluster, STORE_NAMESPACE};
+use crate::env::{Cluster, DedicatedSlot, STORE_NAMESPACE};
 use crate::{apply_pod, assert_success, container_env, fixture_pod, stderr, with_env_secrets};
 
 /// The pod template of the shipped Deployment, as a pod in `namespace` with our references.
@@ -29,6 +29,7 @@ fn webhook_own_pod(cluster: &Cluster, namespace: &str) -> Value {
 
 #[test]
 fn with_the_webhook_down_only_pods_that_reference_secrets_are_refused() {
+    let _one_at_a_time = DedicatedSlot::take();
     let Some(cluster) = Cluster::dedicated("with_the_webhook_down") else {
         return;
     };
