@@ -1,17 +1,20 @@
 //! Faults around the compiled binary, and the leak audit.
 //!
-//! The API server side: its address accepting and closing connections at start (down behind a
-//! load balancer), every connection cut mid-watch, a watch resumed after compaction (410 Gone),
-//! and a re-watch answered 503; the binary reaches the kube-fake through [`TcpProxy`], which
-//! forwards, delays, cuts or refuses. The Vault side: OpenBao behind a delaying [`TcpProxy`],
-//! and [`BadVault`], a tiny HTTP server answering 500s, garbage, truncated or endless bodies,
-//! resets, silence and a redirect. And a burst of admissions while a store is rewritten.
+//! The API server side, a real kube-apiserver and etcd (see `api.rs`): its address accepting
+//! and closing connections at start (down behind a load balancer), every connection cut
+//! mid-watch, and etcd compacted behind the API server while changes it never saw were written
+//! (the webhook's resumed watches get 410 Gone, or 429 while the API server re-lists); the
+//! binary reaches the API server through a [`TcpProxy`], which forwards, delays, cuts or
+//! refuses. The Vault side: OpenBao behind a delaying [`TcpProxy`], and [`BadVault`], a tiny
+//! HTTP server answering 500s, garbage, truncated or endless bodies, resets, silence and a
+//! redirect. And a burst of admissions while a store is rewritten.
 //!
 //! Each scenario is a function the fault tests run alone and the leak audit
 //! (`leak_audit_every_scenario_with_canaries_at_debug_level`) runs all together
 //! with the hostile-input scenarios of `hostile.rs`, on one binary at debug log level with
 //! canary values, scanning everything it printed, its metrics, its answers and the VaultConfig
-//! statuses it wrote.
+//! statuses it wrote. The scenarios that compact etcd run on a control plane of their test's
+//! own; the others share this binary's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,22 +22,21 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{
-    STORE_NAMESPACE, Webhook, assert_no_canary, certs, certs_of, container_env, local_names,
-    review_of, seeded_api_server, tls_client, with_env_secrets,
+    Webhook, assert_no_canary, certs, certs_of, container_env, local_names, review_of, tls_client,
+    with_env_secrets,
 };
+use crate::api::Api;
 use crate::hostile::{
     ANSWER_BOUND, Bystander, Reply, Transcript, admit, hostile_bodies, memory_kib, post,
     slow_and_idle_clients,
 };
+use crate::proxy::{Link, TcpProxy};
 use crate::support::fixture;
 use crate::support::openbao::OpenBao;
 
@@ -51,8 +53,9 @@ const FLAGS: [&str; 6] = [
 const ADMISSION_TIMEOUT: Duration = Duration::from_secs(3);
 const VAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a resync may take once the API server is back: the watches retry with backoff from
-/// 0.5 s doubling (src/backends/watch.rs), so a few seconds of outage cost a few more.
-const RESYNC_BOUND: Duration = Duration::from_secs(20);
+/// 0.5 s doubling (src/backends/watch.rs), so a few seconds of outage cost a few more; after a
+/// compaction behind it the API server re-lists first. Generous: the machine is shared.
+const RESYNC_BOUND: Duration = Duration::from_secs(60);
 /// The value OpenBao serves through the slow proxy.
 const VAULT_CANARY: &str = "e2e-canary-vault-slow-$(HOME)-5e1f";
 /// Credentials of the configurations that point at [`BadVault`].
@@ -62,138 +65,25 @@ const BAD_SECRET_ID: &str = "e2e-canary-secret-id-bad-vault";
 /// The message of a denial while caches resync (src/admission.rs).
 const SYNCING: &str = "caches are syncing";
 
-/// What a [`TcpProxy`] does with the bytes of its connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    Forward,
-    /// Every chunk waits this long before it is passed on, in each direction.
-    Delay(Duration),
-    /// New connections are accepted and closed at once, as a load balancer with no healthy
-    /// backend does; open ones are left alone (see [`TcpProxy::cut`]).
-    Refuse,
-}
-
-/// A TCP proxy on 127.0.0.1 between the binary and a server, controlled by the test.
-struct TcpProxy {
-    address: SocketAddr,
-    /// The link, and a generation that [`TcpProxy::cut`] bumps to end every open connection.
-    control: watch::Sender<(Link, u64)>,
-    accepted: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl TcpProxy {
-    async fn start(upstream: SocketAddr, link: Link) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let control = watch::Sender::new((link, 0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn({
-            let control = control.subscribe();
-            let accepted = accepted.clone();
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    accepted.fetch_add(1, Ordering::SeqCst);
-                    if control.borrow().0 != Link::Refuse {
-                        tokio::spawn(pipe(client, upstream, control.clone()));
-                    }
-                }
-            }
-        });
-        TcpProxy {
-            address,
-            control,
-            accepted,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn set(&self, link: Link) {
-        self.control.send_modify(|(current, _)| *current = link);
-    }
-
-    /// Closes every open connection, as a restarting server or a dropped route does.
-    fn cut(&self) {
-        self.control.send_modify(|(_, generation)| *generation += 1);
-    }
-
-    /// Connections accepted so far (each a connection attempt of the binary).
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        // The open connections end with the control channel's sender.
-        self.task.abort();
-    }
-}
-
-async fn pipe(client: TcpStream, upstream: SocketAddr, mut control: watch::Receiver<(Link, u64)>) {
-    let generation = control.borrow().1;
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let relays = futures::future::join(
-        relay(client_read, server_write, control.clone()),
-        relay(server_read, client_write, control.clone()),
-    );
-    tokio::select! {
-        _ = relays => {}
-        _ = control.wait_for(|(_, current)| *current != generation) => {}
-    }
-}
-
-async fn relay(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    control: watch::Receiver<(Link, u64)>,
-) {
-    let mut buffer = vec![0u8; 64 << 10];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let link = control.borrow().0;
-        if let Link::Delay(delay) = link {
-            tokio::time::sleep(delay).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-/// The binary, with its Kubernetes client pointed at `api` (a proxy in front of `fake`) rather
-/// than at the fake itself, which is all that differs from [`Webhook::start`].
-fn spawn_behind(
-    fake: &FakeApiServer,
-    api: &TcpProxy,
+/// The binary, with its Kubernetes client pointed at `proxy` (in front of `api`'s API server)
+/// rather than at the API server itself, which is all that differs from [`Webhook::start`].
+async fn spawn_behind(
+    api: &Api,
+    proxy: &TcpProxy,
     extra_args: &[&str],
     env: &[(&str, String)],
 ) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let bundle = certs::generate(&local_names()).unwrap();
     certs::write(&bundle, dir.path()).unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        fake.kubeconfig_yaml().replace(&fake.url(), &api.url()),
-    )
-    .unwrap();
+    let kubeconfig = api
+        .webhook_kubeconfig(dir.path(), Some(&proxy.https_url()))
+        .await;
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let mut env = env.to_vec();
     env.push(("RUST_LOG", log_level()));
     Webhook::spawn_with(
+        api,
         dir,
         &cert,
         &key,
@@ -210,35 +100,59 @@ fn log_level() -> String {
     std::env::var("IOMETE_LEAK_AUDIT_LOG").unwrap_or_else(|_| "debug".to_owned())
 }
 
-/// The fake API server, the proxy in front of it and the binary behind the proxy.
+/// Which control plane a [`Harness`] runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    /// The one this binary's tests share.
+    Shared,
+    /// One of the test's own, for scenarios that compact etcd behind the API server.
+    Dedicated,
+}
+
+/// The API server (with this test's store namespace), the proxy in front of it and the binary
+/// behind the proxy.
 struct Harness {
-    fake: FakeApiServer,
+    apiserver: Api,
     api: TcpProxy,
     webhook: Webhook,
 }
 
 impl Harness {
-    /// The seeded fake plus every scenario's namespaces and stores; not waited on for readiness.
-    async fn start(link: Link) -> Harness {
-        Self::start_with(link, false).await.0
+    /// The seeded API server plus every scenario's namespaces and stores; not waited on for
+    /// readiness. `None` (skip) when the control plane's binaries are missing outside CI.
+    async fn start(test: &str, plane: Plane, link: Link) -> Option<Harness> {
+        Some(Self::start_with(test, plane, link, false).await?.0)
     }
 
     /// As [`Harness::start`], with the Vault side's configurations in place before the binary
     /// starts, so that its first listing holds them all.
-    async fn start_with_vault(link: Link) -> (Harness, VaultSide) {
-        let (harness, vault) = Self::start_with(link, true).await;
-        (harness, vault.unwrap())
+    async fn start_with_vault(
+        test: &str,
+        plane: Plane,
+        link: Link,
+    ) -> Option<(Harness, VaultSide)> {
+        let (harness, vault) = Self::start_with(test, plane, link, true).await?;
+        Some((harness, vault.unwrap()))
     }
 
-    async fn start_with(link: Link, with_vault: bool) -> (Harness, Option<VaultSide>) {
-        let fake = seeded_api_server().await;
-        seed_scenarios(&fake);
+    async fn start_with(
+        test: &str,
+        plane: Plane,
+        link: Link,
+        with_vault: bool,
+    ) -> Option<(Harness, Option<VaultSide>)> {
+        let apiserver = match plane {
+            Plane::Shared => Api::shared(test).await?,
+            Plane::Dedicated => Api::dedicated(test).await?,
+        };
+        apiserver.seed().await;
+        seed_scenarios(&apiserver).await;
         let vault = if with_vault {
-            Some(VaultSide::start(&fake).await)
+            Some(VaultSide::start(&apiserver).await)
         } else {
             None
         };
-        let api = TcpProxy::start(fake.address(), link).await;
+        let api = TcpProxy::start(apiserver.plane().api_address(), link).await;
         // Vault's own client reads these; the webhook must not, or its reads would go to the
         // thief that BadVault counts visits to.
         let env: Vec<(&str, String)> = vault
@@ -250,39 +164,77 @@ impl Harness {
                 ]
             })
             .collect();
-        let webhook = spawn_behind(&fake, &api, &FLAGS, &env);
-        (Harness { fake, api, webhook }, vault)
+        let webhook = spawn_behind(&apiserver, &api, &FLAGS, &env).await;
+        Some((
+            Harness {
+                apiserver,
+                api,
+                webhook,
+            },
+            vault,
+        ))
     }
 
-    async fn ready(link: Link) -> Harness {
-        let mut harness = Harness::start(link).await;
+    async fn ready(test: &str, plane: Plane, link: Link) -> Option<Harness> {
+        let mut harness = Harness::start(test, plane, link).await?;
         harness.webhook.wait_ready().await;
-        harness
+        Some(harness)
     }
 
     async fn admit(&self, review: &Value) -> Reply {
         admit(&self.webhook, &self.webhook.client, review).await
     }
+
+    /// The name of scenario namespace `base` for this test: scenarios move namespaces between
+    /// domains, so each test has its own (prefixed with its store namespace).
+    fn ns(&self, base: &str) -> String {
+        scenario_namespace(&self.apiserver, base)
+    }
+
+    fn store(&self) -> &str {
+        self.apiserver.store()
+    }
+}
+
+fn scenario_namespace(api: &Api, base: &str) -> String {
+    format!("{}-{base}", api.store())
 }
 
 /// Namespaces and stores of their own for each scenario that changes them, so that the leak
 /// audit can run every scenario on one binary.
-fn seed_scenarios(fake: &FakeApiServer) {
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+async fn seed_scenarios(api: &Api) {
+    let admin = &api.admin;
     for (domain, value) in [
         ("resync", RESYNC_OLD),
         ("gone", GONE_OLD),
         ("stuck", STUCK_OLD),
     ] {
-        fake.apply_namespace(&format!("{domain}-jobs"), &[("iomete.com/domain", domain)]);
-        fake.apply_namespace(&format!("{domain}-other"), &[("iomete.com/domain", domain)]);
-        fake.apply_secret(
-            STORE_NAMESPACE,
-            &format!("iomete-secret-store-{domain}"),
-            &[("k", value.as_bytes())],
-        );
+        for base in ["jobs", "other"] {
+            let name = scenario_namespace(api, &format!("{domain}-{base}"));
+            admin
+                .apply_namespace(&name, &[("iomete.com/domain", domain)])
+                .await;
+        }
+        admin
+            .apply_secret(
+                api.store(),
+                &format!("iomete-secret-store-{domain}"),
+                &[("k", value.as_bytes())],
+            )
+            .await;
     }
-    fake.apply_namespace("burst-jobs", &[("iomete.com/domain", "burst")]);
-    apply_burst_version(fake, 0);
+    admin
+        .apply_namespace(
+            &scenario_namespace(api, "burst-jobs"),
+            &[("iomete.com/domain", "burst")],
+        )
+        .await;
+    apply_burst_version(api, 0).await;
 }
 
 /// A Spark driver in `namespace` taking key `k` of the store of `domain` as `VALUE`.
@@ -356,8 +308,8 @@ const RESYNC_NEW: &str = "e2e-canary-resync-new";
 /// replaced the caches whole; then they get the new decision. Never the old value, never the
 /// old domain's access; pods that mention no secret are admitted throughout.
 async fn watch_failure_scenario(harness: &Harness, transcript: &mut Transcript) {
-    let moved = store_pod("resync-jobs", "resync");
-    let stays = store_pod("resync-other", "resync");
+    let moved = store_pod(&harness.ns("resync-jobs"), "resync");
+    let stays = store_pod(&harness.ns("resync-other"), "resync");
     let old = Verdict::Value(RESYNC_OLD.into());
     for review in [&moved, &stays] {
         assert_eq!(verdict(review, &harness.admit(review).await), old);
@@ -379,14 +331,20 @@ async fn watch_failure_scenario(harness: &Harness, transcript: &mut Transcript) 
         format!("noticed (first 503) after {noticed:.1?}"),
         Some(noticed),
     );
-    harness
-        .fake
-        .apply_namespace("resync-jobs", &[("iomete.com/domain", "marketing")]);
-    harness.fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-resync",
-        &[("k", RESYNC_NEW.as_bytes())],
-    );
+    let admin = &harness.apiserver.admin;
+    admin
+        .apply_namespace(
+            &harness.ns("resync-jobs"),
+            &[("iomete.com/domain", "marketing")],
+        )
+        .await;
+    admin
+        .apply_secret(
+            harness.store(),
+            "iomete-secret-store-resync",
+            &[("k", RESYNC_NEW.as_bytes())],
+        )
+        .await;
     let held = Instant::now();
     let mut refused = 0;
     while held.elapsed() < Duration::from_secs(1) {
@@ -455,35 +413,61 @@ fn kinds(seen: &[Verdict]) -> Vec<String> {
 const GONE_OLD: &str = "e2e-canary-gone-old";
 const GONE_NEW: &str = "e2e-canary-gone-new";
 
-/// The watch ends while the API server answers 503; a namespace moves and a store rotates; the
-/// history is compacted, so the resumed watch gets 410 Gone. The webhook must relist and take
-/// the missed changes whole: once it has given a new answer (or a 503), never an old one.
+/// A namespace moves and a store rotates in etcd while the API server cannot see it, and etcd's
+/// history is compacted past everything the API server had seen (as when another API server of
+/// an HA control plane took the writes during a partition): the API server re-lists, ending its
+/// clients' watches, and their resumption from their last resourceVersion gets 410 Gone (or 429
+/// while the re-list runs). The webhook must relist and take the missed changes whole: once it
+/// has given a new answer (or a 503), never an old one. Needs a control plane of its own.
 async fn gone_scenario(harness: &Harness, transcript: &mut Transcript) {
-    let moved = store_pod("gone-jobs", "gone");
-    let stays = store_pod("gone-other", "gone");
+    let (moved_ns, stays_ns) = (harness.ns("gone-jobs"), harness.ns("gone-other"));
+    let moved = store_pod(&moved_ns, "gone");
+    let stays = store_pod(&stays_ns, "gone");
     let old = Verdict::Value(GONE_OLD.into());
     for review in [&moved, &stays] {
         assert_eq!(verdict(review, &harness.admit(review).await), old);
     }
     let bystander = Bystander::plain_pod(&harness.webhook);
-    let fake = &harness.fake;
-    fake.set_unavailable(true);
-    fake.break_watches();
-    fake.apply_namespace("gone-jobs", &[("iomete.com/domain", "marketing")]);
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-gone",
-        &[("k", GONE_NEW.as_bytes())],
-    );
-    fake.compact();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    fake.set_unavailable(false);
+    let log_before = harness.webhook.output().len();
+    // The changes, as the API server would have stored them, written to etcd behind its back.
+    let admin = &harness.apiserver.admin;
+    let mut namespace: Value = serde_json::to_value(
+        kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(admin.client.clone())
+            .get(&moved_ns)
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    namespace["metadata"]["labels"]["iomete.com/domain"] = json!("marketing");
+    let mut secret = admin
+        .secret(harness.store(), "iomete-secret-store-gone")
+        .await
+        .unwrap();
+    secret["data"]["k"] = json!(base64_of(GONE_NEW));
+    for object in [&mut namespace, &mut secret] {
+        let metadata = object["metadata"].as_object_mut().unwrap();
+        metadata.remove("resourceVersion");
+        metadata.remove("managedFields");
+    }
+    let writes = [
+        (format!("/registry/namespaces/{moved_ns}"), namespace),
+        (
+            format!(
+                "/registry/secrets/{}/iomete-secret-store-gone",
+                harness.store()
+            ),
+            secret,
+        ),
+    ];
+    let plane = harness.apiserver.plane();
+    tokio::task::block_in_place(|| plane.write_and_compact_behind_the_api_server(&writes));
     let started = Instant::now();
-    // The old answers are the window before the watch notices (a 503 or 410 Gone); after the
-    // first answer that is not old, for either pod, an old one is a stale allow.
-    let noticed = std::cell::Cell::new(false);
+    // The old answers are the window before a watch notices (its 410 Gone, or 429); after a
+    // pod's first answer that is not old, an old one for that pod is a stale allow. Per pod: the
+    // API server re-lists each resource on its own, so the store's watch may end a moment after
+    // the namespaces' one, and until it ends nobody can know that the store changed.
     let no_return = |final_verdict: fn(&Verdict) -> bool| {
-        let noticed = &noticed;
+        let noticed = std::cell::Cell::new(false);
         move |verdict: &Verdict| {
             if *verdict == Verdict::Value(GONE_OLD.into()) {
                 return !noticed.get();
@@ -511,14 +495,15 @@ async fn gone_scenario(harness: &Harness, transcript: &mut Transcript) {
     )
     .await;
     let relisted = started.elapsed();
-    let output = harness.webhook.output();
+    let output = harness.webhook.output()[log_before..].to_owned();
     for watch in ["namespaces", "secrets"] {
-        // The resumed watch hears 410 Gone, or (the client does not retry 503s) fails on the
-        // 503 first; either way the cache is marked stale and rebuilt from a fresh listing.
+        // The resumed watch hears 410 Gone, or 429 when it comes back before the API server's
+        // re-list is done; either way the cache is marked stale and rebuilt from a fresh listing.
         let expired = output.lines().any(|line| {
             line.contains("\"message\":\"watch failed")
                 && line.contains(&format!("\"watch\":\"{watch}\""))
-                && (line.contains("too old resource version") || line.contains("503"))
+                && (line.contains("too old resource version")
+                    || line.contains("storage is (re)initializing"))
         });
         assert!(
             expired,
@@ -539,6 +524,17 @@ async fn gone_scenario(harness: &Harness, transcript: &mut Transcript) {
         ),
         Some(relisted),
     );
+    // The re-list ended the VaultConfig watch too: it is current again once an unknown
+    // configuration is a 404 rather than a 503.
+    let unknown = vault_pod("no-such-config", "db", "gone-vault");
+    admit_until(
+        harness,
+        transcript,
+        &unknown,
+        |v| matches!(v, Verdict::Denied(404 | 503, _)),
+        |v| matches!(v, Verdict::Denied(404, _)),
+    )
+    .await;
     bystander
         .finish()
         .await
@@ -742,7 +738,7 @@ struct VaultSide {
 }
 
 impl VaultSide {
-    async fn start(fake: &FakeApiServer) -> Self {
+    async fn start(api: &Api) -> Self {
         let bao = OpenBao::start().await;
         let admin = bao.admin();
         admin
@@ -769,29 +765,38 @@ impl VaultSide {
             ("bad-login.secretId".into(), BAD_SECRET_ID.into()),
         ];
         let vault_config = |host: &str, path: &str, method: &str| json!({"domain": "finance", "host": host, "path": path, "auth": {"method": method}});
-        fake.apply_vault_config(
-            STORE_NAMESPACE,
-            "slow",
-            vault_config(&slow.url(), "/v1/secret/data", "AppRole"),
-        );
-        fake.apply_vault_config(
-            STORE_NAMESPACE,
-            "bad-login",
-            vault_config(&bad.url(), "/v1/secret/data/notjson", "AppRole"),
-        );
+        let (admin, store) = (&api.admin, api.store());
+        admin
+            .apply_vault_config(
+                store,
+                "slow",
+                vault_config(&slow.url(), "/v1/secret/data", "AppRole"),
+            )
+            .await;
+        admin
+            .apply_vault_config(
+                store,
+                "bad-login",
+                vault_config(&bad.url(), "/v1/secret/data/notjson", "AppRole"),
+            )
+            .await;
         for mode in BAD_MODES {
             data.push((format!("bad-{mode}.token"), BAD_TOKEN.into()));
-            fake.apply_vault_config(
-                STORE_NAMESPACE,
-                &format!("bad-{mode}"),
-                vault_config(&bad.url(), &format!("/v1/secret/data/{mode}"), "Token"),
-            );
+            admin
+                .apply_vault_config(
+                    store,
+                    &format!("bad-{mode}"),
+                    vault_config(&bad.url(), &format!("/v1/secret/data/{mode}"), "Token"),
+                )
+                .await;
         }
         let data: Vec<(&str, &[u8])> = data
             .iter()
             .map(|(key, value)| (key.as_str(), value.as_slice()))
             .collect();
-        fake.apply_secret(STORE_NAMESPACE, "iomete-vault-credentials-finance", &data);
+        admin
+            .apply_secret(store, "iomete-vault-credentials-finance", &data)
+            .await;
         VaultSide {
             _bao: bao,
             slow,
@@ -982,7 +987,7 @@ fn burst_value(version: usize, key: &str) -> String {
     format!("e2e-canary-burst-v{version}-{key}")
 }
 
-fn apply_burst_version(fake: &FakeApiServer, version: usize) {
+async fn apply_burst_version(api: &Api, version: usize) {
     let values: Vec<String> = BURST_KEYS
         .iter()
         .map(|key| burst_value(version, key))
@@ -992,7 +997,9 @@ fn apply_burst_version(fake: &FakeApiServer, version: usize) {
         .zip(&values)
         .map(|(key, value)| (*key, value.as_bytes()))
         .collect();
-    fake.apply_secret(STORE_NAMESPACE, "iomete-secret-store-burst", &data);
+    api.admin
+        .apply_secret(api.store(), "iomete-secret-store-burst", &data)
+        .await;
 }
 
 /// What a burst during store updates saw.
@@ -1005,7 +1012,8 @@ struct BurstReport {
 }
 
 /// `admissions` pods, 32 at a time over four HTTP/2 connections, each taking all four keys of
-/// one store, while the store is rewritten every millisecond with a new version of every key.
+/// one store, while the store is rewritten as fast as the API server takes it (one write at a
+/// time, 1 ms apart) with a new version of every key.
 /// Every answer must carry values that were stored; the report says how many mixed versions.
 async fn store_burst_scenario(
     harness: &Harness,
@@ -1015,7 +1023,7 @@ async fn store_burst_scenario(
     let entries: Vec<(&str, &str, &str)> =
         BURST_KEYS.iter().map(|key| (*key, *key, "burst")).collect();
     let pod = with_env_secrets(fixture("spark/spark35-driver-pod.json"), &entries);
-    let review = review_of(pod, "burst-jobs", "burst");
+    let review = review_of(pod, &harness.ns("burst-jobs"), "burst");
     let body = serde_json::to_vec(&review).unwrap();
     let clients: Vec<reqwest::Client> = (0..4)
         .map(|_| tls_client(&certs_of(&harness.webhook), true))
@@ -1026,7 +1034,7 @@ async fn store_burst_scenario(
         let mut version = 0;
         while !done.load(Ordering::Relaxed) {
             version += 1;
-            apply_burst_version(&harness.fake, version);
+            apply_burst_version(&harness.apiserver, version).await;
             written.store(version, Ordering::Relaxed);
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
@@ -1085,7 +1093,7 @@ async fn store_burst_scenario(
         mixed,
     };
     transcript.row(
-        format!("{admissions} pods taking 4 keys of one store, 32 at a time, store rewritten every ms"),
+        format!("{admissions} pods taking 4 keys of one store, 32 at a time, store rewritten back to back"),
         format!(
             "all allowed with stored values; {} versions written, {} seen; {} answers mixed two versions",
             report.versions_written,
@@ -1129,7 +1137,15 @@ async fn stop_and_scan(harness: Harness, transcript: &Transcript, vault: Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     watch_failure_scenario(&harness, &mut transcript).await;
     transcript.print("API server gone mid-run");
@@ -1138,7 +1154,15 @@ async fn a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_gone_relists_and_the_missed_changes_arrive_whole() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_410_gone_relists_and_the_missed_changes_arrive_whole",
+        Plane::Dedicated,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     gone_scenario(&harness, &mut transcript).await;
     transcript.print("410 Gone");
@@ -1147,7 +1171,10 @@ async fn a_410_gone_relists_and_the_missed_changes_arrive_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_down_at_start_is_not_ready_and_no_crash_loop() {
-    let mut harness = Harness::start(Link::Refuse).await;
+    let test = "api_server_down_at_start_is_not_ready_and_no_crash_loop";
+    let Some(mut harness) = Harness::start(test, Plane::Shared, Link::Refuse).await else {
+        return;
+    };
     let mut transcript = Transcript::default();
     down_at_start_scenario(&mut harness, &mut transcript).await;
     transcript.print("API server down at start");
@@ -1156,7 +1183,12 @@ async fn api_server_down_at_start_is_not_ready_and_no_crash_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_vault_costs_bounded_time_and_only_vault_pods() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "a_slow_vault_costs_bounded_time_and_only_vault_pods";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let mut transcript = Transcript::default();
     slow_vault_scenario(&harness, &vault, &mut transcript).await;
@@ -1166,7 +1198,12 @@ async fn a_slow_vault_costs_bounded_time_and_only_vault_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_errors_and_garbage_are_bounded_clear_503s() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "vault_errors_and_garbage_are_bounded_clear_503s";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let mut transcript = Transcript::default();
     bad_vault_scenario(&harness, &vault, &mut transcript).await;
@@ -1176,7 +1213,15 @@ async fn vault_errors_and_garbage_are_bounded_clear_503s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_during_store_updates_gets_only_stored_values() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_burst_during_store_updates_gets_only_stored_values",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     let report = store_burst_scenario(&harness, 2_000, &mut transcript).await;
     transcript.print("Store updates during a burst");
@@ -1195,16 +1240,30 @@ const UNFOLLOWED_BOUND: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
-    let harness = Harness::ready(Link::Forward).await;
-    let moved = store_pod("stuck-jobs", "stuck");
+    let Some(harness) = Harness::ready(
+        "a_cache_whose_watch_cannot_resume_stops_deciding",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
+    let moved = store_pod(&harness.ns("stuck-jobs"), "stuck");
     let old = Verdict::Value(STUCK_OLD.into());
     assert_eq!(verdict(&moved, &harness.admit(&moved).await), old);
-    harness.fake.set_unavailable(true);
-    harness.fake.break_watches();
+    // Every watch ends and no new connection gets through.
+    harness.api.set(Link::Refuse);
+    harness.api.cut();
     let broke = Instant::now();
     harness
-        .fake
-        .apply_namespace("stuck-jobs", &[("iomete.com/domain", "marketing")]);
+        .apiserver
+        .admin
+        .apply_namespace(
+            &harness.ns("stuck-jobs"),
+            &[("iomete.com/domain", "marketing")],
+        )
+        .await;
     let mut last_old_allow = None;
     while broke.elapsed() < UNFOLLOWED_BOUND + Duration::from_secs(5) {
         if verdict(&moved, &harness.admit(&moved).await) == old {
@@ -1212,7 +1271,7 @@ async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    harness.fake.set_unavailable(false);
+    harness.api.set(Link::Forward);
     let (status, output) = harness.webhook.stop();
     assert!(status.success(), "exit {status}: {output}");
     if let Some(last) = last_old_allow {
@@ -1225,7 +1284,15 @@ async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_during_store_updates_never_mixes_versions() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_burst_during_store_updates_never_mixes_versions",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     let report = store_burst_scenario(&harness, 2_000, &mut transcript).await;
     transcript.print("Store updates during a burst");
@@ -1266,8 +1333,8 @@ async fn one_admission_reads_one_version_of_a_store() {
         })
         .collect();
     let (stores, mut writers) = KubernetesStores::new(StoreSettings {
-        store_namespace: STORE_NAMESPACE.into(),
-        admin_namespaces: [STORE_NAMESPACE.to_owned()].into(),
+        store_namespace: support::STORE_NAMESPACE.into(),
+        admin_namespaces: [support::STORE_NAMESPACE.to_owned()].into(),
         domain_label: "iomete.com/domain".into(),
     });
     writers.namespaces.apply_watcher_event(&Event::Init);
@@ -1354,7 +1421,13 @@ async fn one_admission_reads_one_version_of_a_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
     let started = Instant::now();
-    let (mut harness, vault) = Harness::start_with_vault(Link::Refuse).await;
+    let test = "leak_audit_every_scenario_with_canaries_at_debug_level";
+    // A control plane of its own: the 410 Gone scenario compacts etcd behind the API server.
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Dedicated, Link::Refuse).await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     down_at_start_scenario(&mut harness, &mut transcript).await;
     hostile_bodies(&harness.webhook, &mut transcript).await;
@@ -1368,11 +1441,15 @@ async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
     bad_vault_scenario(&harness, &vault, &mut transcript).await;
     store_burst_scenario(&harness, 300, &mut transcript).await;
 
-    let statuses: String = std::iter::once("slow".to_owned())
-        .chain(BAD_MODES.iter().map(|mode| format!("bad-{mode}")))
-        .filter_map(|name| harness.fake.vault_config(STORE_NAMESPACE, &name))
-        .map(|config| config["status"].to_string())
-        .collect();
+    let mut statuses = String::new();
+    for name in
+        std::iter::once("slow".to_owned()).chain(BAD_MODES.iter().map(|mode| format!("bad-{mode}")))
+    {
+        let stored = harness.apiserver.admin.vault_config(harness.store(), &name);
+        if let Some(config) = stored.await {
+            statuses.push_str(&config["status"].to_string());
+        }
+    }
     transcript.saw(&statuses);
     let (_, metrics) = harness.webhook.admin_get("/metrics").await;
     let (status, output) = harness.webhook.stop();
@@ -1399,21 +1476,29 @@ async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
 /// its length; `tests/vault.rs` covers answers that do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_answer_of_any_size_costs_bounded_memory() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "a_vault_answer_of_any_size_costs_bounded_memory";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let pid = harness.webhook.child.id();
     let peak_before = memory_kib(pid, "VmHWM");
     // Applied now, so that everything the configuration costs (its status check too) is
     // measured from here.
-    harness.fake.apply_vault_config(
-        STORE_NAMESPACE,
-        "bad-huge",
-        json!({"domain": "finance", "host": vault.bad.url(), "path": "/v1/secret/data/huge", "auth": {"method": "Token"}}),
-    );
+    let admin = &harness.apiserver.admin;
+    admin
+        .apply_vault_config(
+            harness.store(),
+            "bad-huge",
+            json!({"domain": "finance", "host": vault.bad.url(), "path": "/v1/secret/data/huge", "auth": {"method": "Token"}}),
+        )
+        .await;
     let mut credentials: Vec<(String, Vec<u8>)> = vec![("bad-huge.token".into(), BAD_TOKEN.into())];
-    let secret = harness
-        .fake
-        .secret(STORE_NAMESPACE, "iomete-vault-credentials-finance")
+    let secret = admin
+        .secret(harness.store(), "iomete-vault-credentials-finance")
+        .await
         .unwrap();
     for (key, value) in secret["data"].as_object().unwrap() {
         use base64::Engine as _;
@@ -1426,11 +1511,13 @@ async fn a_vault_answer_of_any_size_costs_bounded_memory() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    harness.fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-vault-credentials-finance",
-        &credentials,
-    );
+    admin
+        .apply_secret(
+            harness.store(),
+            "iomete-vault-credentials-finance",
+            &credentials,
+        )
+        .await;
     let review = vault_pod("bad-huge", "db", "huge");
     let deadline = Instant::now() + RESYNC_BOUND;
     let reply = loop {
