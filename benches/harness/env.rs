@@ -35,8 +35,9 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The API server, OpenBao and the certificates, seeded for the benchmark.
 pub struct Environment {
-    /// Stopped (with etcd) when the environment is dropped, and with the process however it ends.
-    pub plane: ControlPlane,
+    /// Held for its lifetime: dropping it stops kube-apiserver and etcd (they also die with the
+    /// process, however it ends).
+    _plane: ControlPlane,
     admin: Admin,
     pub bao: OpenBao,
     pub dir: tempfile::TempDir,
@@ -147,7 +148,7 @@ impl Environment {
         }
         let kubeconfig = plane.admin_kubeconfig();
         Ok(Environment {
-            plane,
+            _plane: plane,
             admin,
             bao,
             ca_pem: bundle.ca_pem,
