@@ -1,17 +1,20 @@
 //! Faults around the compiled binary, and the leak audit.
 //!
-//! The API server side: its address accepting and closing connections at start (down behind a
-//! load balancer), every connection cut mid-watch, a watch resumed after compaction (410 Gone),
-//! and a re-watch answered 503; the binary reaches the kube-fake through [`TcpProxy`], which
-//! forwards, delays, cuts or refuses. The Vault side: OpenBao behind a delaying [`TcpProxy`],
-//! and [`BadVault`], a tiny HTTP server answering 500s, garbage, truncated or endless bodies,
-//! resets, silence and a redirect. And a burst of admissions while a store is rewritten.
+//! The API server side, a real kube-apiserver and etcd (see `api.rs`): its address accepting
+//! and closing connections at start (down behind a load balancer), every connection cut
+//! mid-watch, and etcd compacted behind the API server while changes it never saw were written
+//! (the webhook's resumed watches get 410 Gone, or 429 while the API server re-lists); the
+//! binary reaches the API server through a [`TcpProxy`], which forwards, delays, cuts or
+//! refuses. The Vault side: OpenBao behind a delaying [`TcpProxy`], and [`BadVault`], a tiny
+//! HTTP server answering 500s, garbage, truncated or endless bodies, resets, silence and a
+//! redirect. And a burst of admissions while a store is rewritten.
 //!
 //! Each scenario is a function the fault tests run alone and the leak audit
 //! (`leak_audit_every_scenario_with_canaries_at_debug_level`) runs all together
 //! with the hostile-input scenarios of `hostile.rs`, on one binary at debug log level with
 //! canary values, scanning everything it printed, its metrics, its answers and the VaultConfig
-//! statuses it wrote.
+//! statuses it wrote. The scenarios that compact etcd run on a control plane of their test's
+//! own; the others share this binary's.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,24 +22,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::{
-    STORE_NAMESPACE, Webhook, assert_no_canary, certs, certs_of, container_env, local_names,
-    review_of, seeded_api_server, tls_client, with_env_secrets,
+    Webhook, assert_no_canary, certs, certs_of, container_env, local_names, review_of, tls_client,
+    with_env_secrets,
 };
+use crate::api::Api;
 use crate::hostile::{
     ANSWER_BOUND, Bystander, Reply, Transcript, admit, hostile_bodies, memory_kib, post,
     slow_and_idle_clients,
 };
+use crate::proxy::{Link, TcpProxy};
 use crate::support::fixture;
 use crate::support::openbao::OpenBao;
+
+mod api_server;
+mod burst;
+mod vault;
+use api_server::*;
+use burst::*;
+use vault::*;
 
 /// Flags every fault test runs the binary with: a short admission budget so that a slow Vault
 /// is given up on quickly, and no Vault cache so that every Vault pod reaches Vault.
@@ -51,8 +60,9 @@ const FLAGS: [&str; 6] = [
 const ADMISSION_TIMEOUT: Duration = Duration::from_secs(3);
 const VAULT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long a resync may take once the API server is back: the watches retry with backoff from
-/// 0.5 s doubling (src/backends/watch.rs), so a few seconds of outage cost a few more.
-const RESYNC_BOUND: Duration = Duration::from_secs(20);
+/// 0.5 s doubling (src/backends/watch.rs), so a few seconds of outage cost a few more; after a
+/// compaction behind it the API server re-lists first. Generous: the machine is shared.
+const RESYNC_BOUND: Duration = Duration::from_secs(60);
 /// The value OpenBao serves through the slow proxy.
 const VAULT_CANARY: &str = "e2e-canary-vault-slow-$(HOME)-5e1f";
 /// Credentials of the configurations that point at [`BadVault`].
@@ -62,138 +72,25 @@ const BAD_SECRET_ID: &str = "e2e-canary-secret-id-bad-vault";
 /// The message of a denial while caches resync (src/admission/mod.rs).
 const SYNCING: &str = "caches are syncing";
 
-/// What a [`TcpProxy`] does with the bytes of its connections.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Link {
-    Forward,
-    /// Every chunk waits this long before it is passed on, in each direction.
-    Delay(Duration),
-    /// New connections are accepted and closed at once, as a load balancer with no healthy
-    /// backend does; open ones are left alone (see [`TcpProxy::cut`]).
-    Refuse,
-}
-
-/// A TCP proxy on 127.0.0.1 between the binary and a server, controlled by the test.
-struct TcpProxy {
-    address: SocketAddr,
-    /// The link, and a generation that [`TcpProxy::cut`] bumps to end every open connection.
-    control: watch::Sender<(Link, u64)>,
-    accepted: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl TcpProxy {
-    async fn start(upstream: SocketAddr, link: Link) -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let control = watch::Sender::new((link, 0));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let task = tokio::spawn({
-            let control = control.subscribe();
-            let accepted = accepted.clone();
-            async move {
-                while let Ok((client, _)) = listener.accept().await {
-                    accepted.fetch_add(1, Ordering::SeqCst);
-                    if control.borrow().0 != Link::Refuse {
-                        tokio::spawn(pipe(client, upstream, control.clone()));
-                    }
-                }
-            }
-        });
-        TcpProxy {
-            address,
-            control,
-            accepted,
-            task,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-
-    fn set(&self, link: Link) {
-        self.control.send_modify(|(current, _)| *current = link);
-    }
-
-    /// Closes every open connection, as a restarting server or a dropped route does.
-    fn cut(&self) {
-        self.control.send_modify(|(_, generation)| *generation += 1);
-    }
-
-    /// Connections accepted so far (each a connection attempt of the binary).
-    fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for TcpProxy {
-    fn drop(&mut self) {
-        // The open connections end with the control channel's sender.
-        self.task.abort();
-    }
-}
-
-async fn pipe(client: TcpStream, upstream: SocketAddr, mut control: watch::Receiver<(Link, u64)>) {
-    let generation = control.borrow().1;
-    let Ok(server) = TcpStream::connect(upstream).await else {
-        return;
-    };
-    let (client_read, client_write) = client.into_split();
-    let (server_read, server_write) = server.into_split();
-    let relays = futures::future::join(
-        relay(client_read, server_write, control.clone()),
-        relay(server_read, client_write, control.clone()),
-    );
-    tokio::select! {
-        _ = relays => {}
-        _ = control.wait_for(|(_, current)| *current != generation) => {}
-    }
-}
-
-async fn relay(
-    mut from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    control: watch::Receiver<(Link, u64)>,
-) {
-    let mut buffer = vec![0u8; 64 << 10];
-    loop {
-        let n = match from.read(&mut buffer).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let link = control.borrow().0;
-        if let Link::Delay(delay) = link {
-            tokio::time::sleep(delay).await;
-        }
-        if to.write_all(&buffer[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown().await;
-}
-
-/// The binary, with its Kubernetes client pointed at `api` (a proxy in front of `fake`) rather
-/// than at the fake itself, which is all that differs from [`Webhook::start`].
-fn spawn_behind(
-    fake: &FakeApiServer,
-    api: &TcpProxy,
+/// The binary, with its Kubernetes client pointed at `proxy` (in front of `api`'s API server)
+/// rather than at the API server itself, which is all that differs from [`Webhook::start`].
+async fn spawn_behind(
+    api: &Api,
+    proxy: &TcpProxy,
     extra_args: &[&str],
     env: &[(&str, String)],
 ) -> Webhook {
     let dir = tempfile::tempdir().unwrap();
     let bundle = certs::generate(&local_names()).unwrap();
     certs::write(&bundle, dir.path()).unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        fake.kubeconfig_yaml().replace(&fake.url(), &api.url()),
-    )
-    .unwrap();
+    let kubeconfig = api
+        .webhook_kubeconfig(dir.path(), Some(&proxy.https_url()))
+        .await;
     let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
     let mut env = env.to_vec();
     env.push(("RUST_LOG", log_level()));
     Webhook::spawn_with(
+        api,
         dir,
         &cert,
         &key,
@@ -210,35 +107,59 @@ fn log_level() -> String {
     std::env::var("IOMETE_LEAK_AUDIT_LOG").unwrap_or_else(|_| "debug".to_owned())
 }
 
-/// The fake API server, the proxy in front of it and the binary behind the proxy.
+/// Which control plane a [`Harness`] runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Plane {
+    /// The one this binary's tests share.
+    Shared,
+    /// One of the test's own, for scenarios that compact etcd behind the API server.
+    Dedicated,
+}
+
+/// The API server (with this test's store namespace), the proxy in front of it and the binary
+/// behind the proxy.
 struct Harness {
-    fake: FakeApiServer,
+    apiserver: Api,
     api: TcpProxy,
     webhook: Webhook,
 }
 
 impl Harness {
-    /// The seeded fake plus every scenario's namespaces and stores; not waited on for readiness.
-    async fn start(link: Link) -> Harness {
-        Self::start_with(link, false).await.0
+    /// The seeded API server plus every scenario's namespaces and stores; not waited on for
+    /// readiness. `None` (skip) when the control plane's binaries are missing outside CI.
+    async fn start(test: &str, plane: Plane, link: Link) -> Option<Harness> {
+        Some(Self::start_with(test, plane, link, false).await?.0)
     }
 
     /// As [`Harness::start`], with the Vault side's configurations in place before the binary
     /// starts, so that its first listing holds them all.
-    async fn start_with_vault(link: Link) -> (Harness, VaultSide) {
-        let (harness, vault) = Self::start_with(link, true).await;
-        (harness, vault.unwrap())
+    async fn start_with_vault(
+        test: &str,
+        plane: Plane,
+        link: Link,
+    ) -> Option<(Harness, VaultSide)> {
+        let (harness, vault) = Self::start_with(test, plane, link, true).await?;
+        Some((harness, vault.unwrap()))
     }
 
-    async fn start_with(link: Link, with_vault: bool) -> (Harness, Option<VaultSide>) {
-        let fake = seeded_api_server().await;
-        seed_scenarios(&fake);
+    async fn start_with(
+        test: &str,
+        plane: Plane,
+        link: Link,
+        with_vault: bool,
+    ) -> Option<(Harness, Option<VaultSide>)> {
+        let apiserver = match plane {
+            Plane::Shared => Api::shared(test).await?,
+            Plane::Dedicated => Api::dedicated(test).await?,
+        };
+        apiserver.seed().await;
+        seed_scenarios(&apiserver).await;
         let vault = if with_vault {
-            Some(VaultSide::start(&fake).await)
+            Some(VaultSide::start(&apiserver).await)
         } else {
             None
         };
-        let api = TcpProxy::start(fake.address(), link).await;
+        let api = TcpProxy::start(apiserver.plane().api_address(), link).await;
         // Vault's own client reads these; the webhook must not, or its reads would go to the
         // thief that BadVault counts visits to.
         let env: Vec<(&str, String)> = vault
@@ -250,39 +171,77 @@ impl Harness {
                 ]
             })
             .collect();
-        let webhook = spawn_behind(&fake, &api, &FLAGS, &env);
-        (Harness { fake, api, webhook }, vault)
+        let webhook = spawn_behind(&apiserver, &api, &FLAGS, &env).await;
+        Some((
+            Harness {
+                apiserver,
+                api,
+                webhook,
+            },
+            vault,
+        ))
     }
 
-    async fn ready(link: Link) -> Harness {
-        let mut harness = Harness::start(link).await;
+    async fn ready(test: &str, plane: Plane, link: Link) -> Option<Harness> {
+        let mut harness = Harness::start(test, plane, link).await?;
         harness.webhook.wait_ready().await;
-        harness
+        Some(harness)
     }
 
     async fn admit(&self, review: &Value) -> Reply {
         admit(&self.webhook, &self.webhook.client, review).await
     }
+
+    /// The name of scenario namespace `base` for this test: scenarios move namespaces between
+    /// domains, so each test has its own (prefixed with its store namespace).
+    fn ns(&self, base: &str) -> String {
+        scenario_namespace(&self.apiserver, base)
+    }
+
+    fn store(&self) -> &str {
+        self.apiserver.store()
+    }
+}
+
+fn scenario_namespace(api: &Api, base: &str) -> String {
+    format!("{}-{base}", api.store())
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 /// Namespaces and stores of their own for each scenario that changes them, so that the leak
 /// audit can run every scenario on one binary.
-fn seed_scenarios(fake: &FakeApiServer) {
+async fn seed_scenarios(api: &Api) {
+    let admin = &api.admin;
     for (domain, value) in [
         ("resync", RESYNC_OLD),
         ("gone", GONE_OLD),
         ("stuck", STUCK_OLD),
     ] {
-        fake.apply_namespace(&format!("{domain}-jobs"), &[("iomete.com/domain", domain)]);
-        fake.apply_namespace(&format!("{domain}-other"), &[("iomete.com/domain", domain)]);
-        fake.apply_secret(
-            STORE_NAMESPACE,
-            &format!("iomete-secret-store-{domain}"),
-            &[("k", value.as_bytes())],
-        );
+        for base in ["jobs", "other"] {
+            let name = scenario_namespace(api, &format!("{domain}-{base}"));
+            admin
+                .apply_namespace(&name, &[("iomete.com/domain", domain)])
+                .await;
+        }
+        admin
+            .apply_secret(
+                api.store(),
+                &format!("iomete-secret-store-{domain}"),
+                &[("k", value.as_bytes())],
+            )
+            .await;
     }
-    fake.apply_namespace("burst-jobs", &[("iomete.com/domain", "burst")]);
-    apply_burst_version(fake, 0);
+    admin
+        .apply_namespace(
+            &scenario_namespace(api, "burst-jobs"),
+            &[("iomete.com/domain", "burst")],
+        )
+        .await;
+    apply_burst_version(api, 0).await;
 }
 
 /// A Spark driver in `namespace` taking key `k` of the store of `domain` as `VALUE`.
@@ -347,756 +306,6 @@ fn is_syncing(verdict: &Verdict) -> bool {
     matches!(verdict, Verdict::Denied(503, message) if message.contains(SYNCING))
 }
 
-const RESYNC_OLD: &str = "e2e-canary-resync-old";
-const RESYNC_NEW: &str = "e2e-canary-resync-new";
-
-/// The API server goes away mid-run: every connection is cut and new ones are closed at once.
-/// While away, a namespace moves to another domain and a store value rotates. From the moment
-/// the webhook notices, pods that need a secret get a retriable 503 until a fresh listing has
-/// replaced the caches whole; then they get the new decision. Never the old value, never the
-/// old domain's access; pods that mention no secret are admitted throughout.
-async fn watch_failure_scenario(harness: &Harness, transcript: &mut Transcript) {
-    let moved = store_pod("resync-jobs", "resync");
-    let stays = store_pod("resync-other", "resync");
-    let old = Verdict::Value(RESYNC_OLD.into());
-    for review in [&moved, &stays] {
-        assert_eq!(verdict(review, &harness.admit(review).await), old);
-    }
-    let bystander = Bystander::plain_pod(&harness.webhook);
-
-    harness.api.set(Link::Refuse);
-    harness.api.cut();
-    let (noticed, _) = admit_until(
-        harness,
-        transcript,
-        &moved,
-        |v| *v == old || is_syncing(v),
-        is_syncing,
-    )
-    .await;
-    transcript.row(
-        "API server gone: connections cut, new ones closed",
-        format!("noticed (first 503) after {noticed:.1?}"),
-        Some(noticed),
-    );
-    harness
-        .fake
-        .apply_namespace("resync-jobs", &[("iomete.com/domain", "marketing")]);
-    harness.fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-resync",
-        &[("k", RESYNC_NEW.as_bytes())],
-    );
-    let held = Instant::now();
-    let mut refused = 0;
-    while held.elapsed() < Duration::from_secs(1) {
-        for review in [&moved, &stays] {
-            let reply = harness.admit(review).await;
-            transcript.saw_reply(&reply);
-            assert!(
-                is_syncing(&verdict(review, &reply)),
-                "while the API server is away: {}",
-                reply.body
-            );
-            refused += 1;
-        }
-    }
-    // Readiness was earned once; a resync does not take the replica out of the Service.
-    assert_eq!(harness.webhook.admin_get("/readyz").await.0, 200);
-    transcript.row(
-        "secret pods while the caches are stale",
-        format!("{refused} of {refused} denied 503 \"{SYNCING}\""),
-        None,
-    );
-
-    harness.api.set(Link::Forward);
-    let (moved_after, moved_seen) = admit_until(
-        harness,
-        transcript,
-        &moved,
-        |v| is_syncing(v) || matches!(v, Verdict::Denied(403, _)),
-        |v| matches!(v, Verdict::Denied(403, _)),
-    )
-    .await;
-    let (_, stays_seen) = admit_until(
-        harness,
-        transcript,
-        &stays,
-        |v| is_syncing(v) || *v == Verdict::Value(RESYNC_NEW.into()),
-        |v| *v == Verdict::Value(RESYNC_NEW.into()),
-    )
-    .await;
-    transcript.row(
-        "API server back",
-        format!(
-            "resynced after {moved_after:.1?}: moved namespace {:?}, other namespace {:?}",
-            kinds(&moved_seen),
-            kinds(&stays_seen)
-        ),
-        Some(moved_after),
-    );
-    bystander
-        .finish()
-        .await
-        .assert_served("a watch failure and its resync");
-}
-
-/// The verdicts in order, without values, for the figures.
-fn kinds(seen: &[Verdict]) -> Vec<String> {
-    seen.iter()
-        .map(|verdict| match verdict {
-            Verdict::Value(value) if value.ends_with("-old") => "old value".to_owned(),
-            Verdict::Value(_) => "new value".to_owned(),
-            Verdict::Denied(code, _) => format!("{code}"),
-        })
-        .collect()
-}
-
-const GONE_OLD: &str = "e2e-canary-gone-old";
-const GONE_NEW: &str = "e2e-canary-gone-new";
-
-/// The watch ends while the API server answers 503; a namespace moves and a store rotates; the
-/// history is compacted, so the resumed watch gets 410 Gone. The webhook must relist and take
-/// the missed changes whole: once it has given a new answer (or a 503), never an old one.
-async fn gone_scenario(harness: &Harness, transcript: &mut Transcript) {
-    let moved = store_pod("gone-jobs", "gone");
-    let stays = store_pod("gone-other", "gone");
-    let old = Verdict::Value(GONE_OLD.into());
-    for review in [&moved, &stays] {
-        assert_eq!(verdict(review, &harness.admit(review).await), old);
-    }
-    let bystander = Bystander::plain_pod(&harness.webhook);
-    let fake = &harness.fake;
-    fake.set_unavailable(true);
-    fake.break_watches();
-    fake.apply_namespace("gone-jobs", &[("iomete.com/domain", "marketing")]);
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-gone",
-        &[("k", GONE_NEW.as_bytes())],
-    );
-    fake.compact();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    fake.set_unavailable(false);
-    let started = Instant::now();
-    // The old answers are the window before the watch notices (a 503 or 410 Gone); after the
-    // first answer that is not old, for either pod, an old one is a stale allow.
-    let noticed = std::cell::Cell::new(false);
-    let no_return = |final_verdict: fn(&Verdict) -> bool| {
-        let noticed = &noticed;
-        move |verdict: &Verdict| {
-            if *verdict == Verdict::Value(GONE_OLD.into()) {
-                return !noticed.get();
-            }
-            noticed.set(true);
-            is_syncing(verdict) || final_verdict(verdict)
-        }
-    };
-    let moved_final = |v: &Verdict| matches!(v, Verdict::Denied(403, _));
-    let stays_final = |v: &Verdict| *v == Verdict::Value(GONE_NEW.into());
-    let (_, moved_seen) = admit_until(
-        harness,
-        transcript,
-        &moved,
-        no_return(moved_final),
-        moved_final,
-    )
-    .await;
-    let (_, stays_seen) = admit_until(
-        harness,
-        transcript,
-        &stays,
-        no_return(stays_final),
-        stays_final,
-    )
-    .await;
-    let relisted = started.elapsed();
-    let output = harness.webhook.output();
-    for watch in ["namespaces", "secrets"] {
-        // The resumed watch hears 410 Gone, or (the client does not retry 503s) fails on the
-        // 503 first; either way the cache is marked stale and rebuilt from a fresh listing.
-        let expired = output.lines().any(|line| {
-            line.contains("\"message\":\"watch failed")
-                && line.contains(&format!("\"watch\":\"{watch}\""))
-                && (line.contains("too old resource version") || line.contains("503"))
-        });
-        assert!(
-            expired,
-            "the resumed {watch} watch never reported 410 Gone:\n{}",
-            output
-                .lines()
-                .filter(|line| line.contains("watch"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        );
-    }
-    transcript.row(
-        "watch resumed after compaction (410 Gone), changes missed meanwhile",
-        format!(
-            "relisted after {relisted:.1?}: moved namespace {:?}, other namespace {:?}",
-            kinds(&moved_seen),
-            kinds(&stays_seen)
-        ),
-        Some(relisted),
-    );
-    bystander
-        .finish()
-        .await
-        .assert_served("a 410 Gone and its relist");
-}
-
-/// With the API server's address closing every connection, the binary starts, stays live and
-/// unready, answers secret pods 503 and admits the rest, retries with backoff rather than in a
-/// loop, and becomes ready once the API server answers. The harness must be started with
-/// [`Link::Refuse`].
-async fn down_at_start_scenario(harness: &mut Harness, transcript: &mut Transcript) {
-    let started = Instant::now();
-    let webhook = &harness.webhook;
-    while webhook.admin_get("/livez").await.0 != 200 {
-        assert!(started.elapsed() < ANSWER_BOUND, "{}", webhook.output());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let secret_pod = review_of(
-        fixture("spark/spark35-driver-pod.json"),
-        "spark-jobs",
-        "down",
-    );
-    let mut plain = fixture("spark/spark35-driver-pod.json");
-    plain["metadata"]["annotations"] = json!({});
-    let plain_pod = review_of(plain, "spark-jobs", "down-plain");
-    while started.elapsed() < Duration::from_secs(3) {
-        assert_eq!(webhook.admin_get("/readyz").await.0, 503);
-        let reply = harness.admit(&secret_pod).await;
-        transcript.saw_reply(&reply);
-        assert!(is_syncing(&verdict(&secret_pod, &reply)), "{}", reply.body);
-        let reply = harness.admit(&plain_pod).await;
-        assert_eq!(reply.allowed(), Some(true), "{}", reply.body);
-        assert!(reply.json()["response"]["patch"].is_null());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let attempts = harness.api.accepted();
-    let failures = webhook
-        .output()
-        .matches("\"message\":\"watch failed")
-        .count();
-    assert!(
-        harness.webhook.child.try_wait().unwrap().is_none(),
-        "the binary exited"
-    );
-    // Three watches (secrets, namespaces, VaultConfigs) backing off from 0.5 s: 0.5, 1, 2 s.
-    assert!(attempts <= 20, "{attempts} connection attempts in 3 s");
-    transcript.row(
-        "API server address closing every connection at start, for 3 s",
-        format!("live, not ready, secret pods 503, other pods admitted; {attempts} connection attempts, {failures} \"watch failed\" warnings, no exit"),
-        None,
-    );
-    harness.api.set(Link::Forward);
-    let back = Instant::now();
-    harness.webhook.wait_ready().await;
-    let reply = harness.admit(&secret_pod).await;
-    assert_eq!(reply.allowed(), Some(true), "{}", reply.body);
-    transcript.row(
-        "API server answering again",
-        format!("ready after {:.1?}", back.elapsed()),
-        Some(back.elapsed()),
-    );
-}
-
-/// What misbehaviour a [`BadVault`] path asks for.
-const BAD_MODES: [&str; 10] = [
-    "status500",
-    "html502",
-    "notjson",
-    "wrongshape",
-    "empty",
-    "truncated",
-    "reset",
-    "hang",
-    "redirect",
-    "status429",
-];
-/// The misbehaviour of a body far larger than any secret, kept apart from [`BAD_MODES`]: read
-/// whole, it cost the binary hundreds of MiB; it is now refused at the cap (see
-/// [`a_vault_answer_of_any_size_costs_bounded_memory`]).
-const HUGE_MODE: &str = "huge";
-/// How much the huge body sends at most (less when the webhook hangs up).
-const HUGE_BODY: usize = 256 << 20;
-
-/// A Vault that answers every read badly, chosen by the path (`/v1/secret/data/<mode>/...`),
-/// and a "thief" listener that its redirect and the binary's `VAULT_ADDR` point at, which must
-/// never be reached.
-struct BadVault {
-    address: SocketAddr,
-    thief: SocketAddr,
-    thief_visits: Arc<AtomicUsize>,
-    tasks: [JoinHandle<()>; 2],
-}
-
-impl BadVault {
-    async fn start() -> Self {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let thief = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let thief_address = thief.local_addr().unwrap();
-        let thief_visits = Arc::new(AtomicUsize::new(0));
-        let serve = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                tokio::spawn(answer_badly(stream, thief_address));
-            }
-        });
-        let steal = tokio::spawn({
-            let visits = thief_visits.clone();
-            async move {
-                while let Ok((_stream, _)) = thief.accept().await {
-                    visits.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
-        BadVault {
-            address,
-            thief: thief_address,
-            thief_visits,
-            tasks: [serve, steal],
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.address)
-    }
-}
-
-impl Drop for BadVault {
-    fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
-    }
-}
-
-async fn answer_badly(mut stream: TcpStream, thief: SocketAddr) {
-    let Some(request) = crate::support::read_request(&mut stream).await else {
-        return;
-    };
-    let path = request.path();
-    let mode = if path.contains("/auth/approle/login") {
-        "notjson"
-    } else {
-        BAD_MODES
-            .into_iter()
-            .chain([HUGE_MODE])
-            .find(|mode| path.contains(&format!("/{mode}")))
-            .unwrap_or("status500")
-    };
-    let respond = |status: &str, content_type: &str, body: &str| {
-        format!(
-            "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        )
-    };
-    let response = match mode {
-        "status500" => respond("500 Internal Server Error", "application/json", r#"{"errors":["internal error"]}"#),
-        "status429" => respond("429 Too Many Requests", "application/json", r#"{"errors":["rate limited"]}"#),
-        "html502" => respond("502 Bad Gateway", "text/html", "<html><body><h1>502 Bad Gateway</h1></body></html>"),
-        "notjson" => respond("200 OK", "application/json", "e2e-canary-garbage-notjson: this is not JSON"),
-        "wrongshape" => respond("200 OK", "application/json", r#"{"data":"e2e-canary-garbage-wrongshape"}"#),
-        "empty" => respond("200 OK", "application/json", "{}"),
-        "truncated" => "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 4096\r\n\r\n{\"data\":{\"data\":{\"value\":\"e2e-canary-garbage-truncated".to_owned(),
-        "redirect" => format!("HTTP/1.1 307 Temporary Redirect\r\nlocation: http://{thief}{path}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
-        "reset" => {
-            // RST rather than FIN: no answer at all.
-            let _ = stream.set_zero_linger();
-            return;
-        }
-        "hang" => {
-            let mut buffer = [0u8; 4096];
-            while !matches!(stream.read(&mut buffer).await, Ok(0) | Err(_)) {}
-            return;
-        }
-        HUGE_MODE => {
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {HUGE_BODY}\r\n\r\n{{\"data\":{{\"data\":{{\"value\":\"");
-            if stream.write_all(head.as_bytes()).await.is_err() {
-                return;
-            }
-            let chunk = vec![b'A'; 1 << 20];
-            let mut sent = head.len();
-            while sent < HUGE_BODY && stream.write_all(&chunk).await.is_ok() {
-                sent += chunk.len();
-            }
-            return;
-        }
-        _ => unreachable!(),
-    };
-    let _ = stream.write_all(response.as_bytes()).await;
-    let _ = stream.shutdown().await;
-}
-
-/// OpenBao behind a delaying proxy, a [`BadVault`], and the VaultConfigs and credentials that
-/// point the binary at them (all of the finance domain).
-struct VaultSide {
-    /// Runs as long as the side does.
-    _bao: OpenBao,
-    slow: TcpProxy,
-    bad: BadVault,
-    /// Credentials that must never appear anywhere.
-    credentials: Vec<String>,
-}
-
-impl VaultSide {
-    async fn start(fake: &FakeApiServer) -> Self {
-        let bao = OpenBao::start().await;
-        let admin = bao.admin();
-        admin
-            .kv_put("secret", "production/db", json!({"value": VAULT_CANARY}))
-            .await;
-        admin
-            .write_policy(
-                "webhook-read",
-                r#"path "secret/data/*" { capabilities = ["read"] }"#,
-            )
-            .await;
-        admin.enable_approle("approle").await;
-        let (role_id, secret_id) = admin
-            .approle_role("approle", "webhook", &["webhook-read"], "1h", "4h")
-            .await;
-        let upstream: SocketAddr = bao.address().trim_start_matches("http://").parse().unwrap();
-        let slow = TcpProxy::start(upstream, Link::Forward).await;
-        let bad = BadVault::start().await;
-
-        let mut data: Vec<(String, Vec<u8>)> = vec![
-            ("slow.roleId".into(), role_id.clone().into_bytes()),
-            ("slow.secretId".into(), secret_id.clone().into_bytes()),
-            ("bad-login.roleId".into(), BAD_ROLE_ID.into()),
-            ("bad-login.secretId".into(), BAD_SECRET_ID.into()),
-        ];
-        let vault_config = |host: &str, path: &str, method: &str| json!({"domain": "finance", "host": host, "path": path, "auth": {"method": method}});
-        fake.apply_vault_config(
-            STORE_NAMESPACE,
-            "slow",
-            vault_config(&slow.url(), "/v1/secret/data", "AppRole"),
-        );
-        fake.apply_vault_config(
-            STORE_NAMESPACE,
-            "bad-login",
-            vault_config(&bad.url(), "/v1/secret/data/notjson", "AppRole"),
-        );
-        for mode in BAD_MODES {
-            data.push((format!("bad-{mode}.token"), BAD_TOKEN.into()));
-            fake.apply_vault_config(
-                STORE_NAMESPACE,
-                &format!("bad-{mode}"),
-                vault_config(&bad.url(), &format!("/v1/secret/data/{mode}"), "Token"),
-            );
-        }
-        let data: Vec<(&str, &[u8])> = data
-            .iter()
-            .map(|(key, value)| (key.as_str(), value.as_slice()))
-            .collect();
-        fake.apply_secret(STORE_NAMESPACE, "iomete-vault-credentials-finance", &data);
-        VaultSide {
-            _bao: bao,
-            slow,
-            bad,
-            credentials: vec![
-                role_id,
-                secret_id,
-                BAD_ROLE_ID.into(),
-                BAD_SECRET_ID.into(),
-                BAD_TOKEN.into(),
-            ],
-        }
-    }
-
-    fn assert_no_credential(&self, what: &str, text: &str) {
-        for credential in &self.credentials {
-            assert!(
-                !text.contains(credential.as_str()),
-                "{what} leaks a Vault credential"
-            );
-        }
-    }
-}
-
-/// A Spark driver of the finance domain taking `key` from VaultConfig `config`.
-fn vault_pod(config: &str, key: &str, uid: &str) -> Value {
-    let mut pod = fixture("spark/spark35-driver-pod.json");
-    pod["metadata"]["annotations"] = json!({
-        "secrets.iomete.com/env-secrets": json!([
-            {"key": "VALUE", "secretObject": {"key": key, "source": {"type": "VAULT", "id": config}}}
-        ]).to_string()
-    });
-    review_of(pod, "spark-jobs", uid)
-}
-
-/// Vault answers slowly: within the budget the value arrives, late; beyond it every Vault pod
-/// is denied 503 within --admission-timeout, while pods taking Kubernetes store values are
-/// admitted as fast as ever; when Vault is fast again, so are its pods, without a restart.
-async fn slow_vault_scenario(harness: &Harness, vault: &VaultSide, transcript: &mut Transcript) {
-    let review = vault_pod("slow", "production/db", "slow");
-    let expect_value = |reply: &Reply| {
-        assert_eq!(
-            verdict(&review, reply),
-            Verdict::Value(VAULT_CANARY.into()),
-            "{}",
-            reply.body
-        );
-    };
-    let reply = harness.admit(&review).await;
-    expect_value(&reply);
-    transcript.row(
-        "Vault pod, Vault answering at once",
-        reply.summary(),
-        Some(reply.elapsed),
-    );
-
-    vault.slow.set(Link::Delay(Duration::from_millis(150)));
-    let reply = harness.admit(&review).await;
-    expect_value(&reply);
-    transcript.row(
-        "Vault pod, every Vault packet delayed 150 ms",
-        reply.summary(),
-        Some(reply.elapsed),
-    );
-
-    let bystander = Bystander::secret_pod(&harness.webhook);
-    vault.slow.set(Link::Delay(Duration::from_secs(5)));
-    let burst = futures::future::join_all((0..16).map(|_| harness.admit(&review))).await;
-    let slowest = burst.iter().map(|reply| reply.elapsed).max().unwrap();
-    for reply in &burst {
-        transcript.saw_reply(reply);
-        let verdict = verdict(&review, reply);
-        assert!(
-            matches!(&verdict, Verdict::Denied(503, message) if message.contains("retry")),
-            "{verdict:?}"
-        );
-        assert!(
-            reply.elapsed <= ADMISSION_TIMEOUT + Duration::from_secs(1),
-            "{:?}",
-            reply.elapsed
-        );
-    }
-    let report = bystander.finish().await;
-    report.assert_served("a Vault slower than its timeout");
-    transcript.row(
-        "16 Vault pods at once, every Vault packet delayed 5 s",
-        format!(
-            "16 denied 503 ({}), slowest after {slowest:.1?}; Kubernetes-store pods meanwhile: {} admitted, slowest {:.1?}",
-            cause(&burst[0].message()),
-            report.answered,
-            report.slowest
-        ),
-        Some(slowest),
-    );
-
-    vault.slow.set(Link::Forward);
-    vault.slow.cut();
-    // A pooled connection the cut has not reached yet may fail one read: that is a retriable
-    // 503 like any other, and the next admission reconnects.
-    let recovering = Instant::now();
-    let reply = loop {
-        let reply = harness.admit(&review).await;
-        transcript.saw_reply(&reply);
-        match verdict(&review, &reply) {
-            Verdict::Denied(503, _) if recovering.elapsed() < ANSWER_BOUND => {}
-            _ => break reply,
-        }
-    };
-    expect_value(&reply);
-    transcript.row(
-        "Vault pod, Vault fast again",
-        format!(
-            "{}, {:.1?} after Vault recovered",
-            reply.summary(),
-            recovering.elapsed()
-        ),
-        Some(reply.elapsed),
-    );
-}
-
-/// Vault answers with errors and garbage: each Vault pod is denied 503 (retriable) within the
-/// Vault timeout, with a message that names the configuration and quotes nothing from the
-/// body; neither a redirect nor `VAULT_ADDR` is followed (the token stays home); no answer
-/// raises the peak memory noticeably; pods without Vault references are admitted throughout.
-async fn bad_vault_scenario(harness: &Harness, vault: &VaultSide, transcript: &mut Transcript) {
-    let pid = harness.webhook.child.id();
-    let bystander = Bystander::secret_pod(&harness.webhook);
-    let configs = BAD_MODES
-        .iter()
-        .map(|mode| format!("bad-{mode}"))
-        .chain(["bad-login".to_owned()]);
-    for config in configs {
-        let review = vault_pod(&config, "db", &config);
-        let peak_before = memory_kib(pid, "VmHWM");
-        let reply = harness.admit(&review).await;
-        transcript.saw_reply(&reply);
-        let peak_after = memory_kib(pid, "VmHWM");
-        let verdict = verdict(&review, &reply);
-        let Verdict::Denied(code, message) = &verdict else {
-            panic!("{config}: {verdict:?}");
-        };
-        assert_eq!(*code, 503, "{config}: {message}");
-        assert!(
-            message.contains(&format!("{config:?}")) && message.contains("retry"),
-            "{config}: {message}"
-        );
-        // A login and a read, each within --vault-timeout.
-        assert!(
-            reply.elapsed <= 2 * VAULT_TIMEOUT + Duration::from_millis(500),
-            "{config}: {:?}",
-            reply.elapsed
-        );
-        let grew = peak_after.saturating_sub(peak_before);
-        assert!(grew < 32 << 10, "{config}: peak RSS +{} MiB", grew >> 10);
-        transcript.row(
-            format!("Vault answering {config}"),
-            format!(
-                "denied 503 ({}); peak RSS +{} MiB",
-                cause(message),
-                grew >> 10
-            ),
-            Some(reply.elapsed),
-        );
-    }
-    assert_eq!(
-        vault.bad.thief_visits.load(Ordering::SeqCst),
-        0,
-        "a redirect was followed, or VAULT_ADDR was"
-    );
-    bystander
-        .finish()
-        .await
-        .assert_served("Vault errors and garbage");
-}
-
-/// What a Vault denial says went wrong, without the address and the advice around it.
-fn cause(message: &str) -> &str {
-    message
-        .split_once("cannot answer (")
-        .and_then(|(_, rest)| rest.rsplit_once("); this is temporary"))
-        .map_or(message, |(cause, _)| cause)
-}
-
-/// Keys of the burst store; each version of the store holds one value per key.
-const BURST_KEYS: [&str; 4] = ["k0", "k1", "k2", "k3"];
-
-fn burst_value(version: usize, key: &str) -> String {
-    format!("e2e-canary-burst-v{version}-{key}")
-}
-
-fn apply_burst_version(fake: &FakeApiServer, version: usize) {
-    let values: Vec<String> = BURST_KEYS
-        .iter()
-        .map(|key| burst_value(version, key))
-        .collect();
-    let data: Vec<(&str, &[u8])> = BURST_KEYS
-        .iter()
-        .zip(&values)
-        .map(|(key, value)| (*key, value.as_bytes()))
-        .collect();
-    fake.apply_secret(STORE_NAMESPACE, "iomete-secret-store-burst", &data);
-}
-
-/// What a burst during store updates saw.
-struct BurstReport {
-    answers: usize,
-    versions_written: usize,
-    versions_seen: usize,
-    /// Answers whose values came from more than one version of the store.
-    mixed: Vec<Vec<String>>,
-}
-
-/// `admissions` pods, 32 at a time over four HTTP/2 connections, each taking all four keys of
-/// one store, while the store is rewritten every millisecond with a new version of every key.
-/// Every answer must carry values that were stored; the report says how many mixed versions.
-async fn store_burst_scenario(
-    harness: &Harness,
-    admissions: usize,
-    transcript: &mut Transcript,
-) -> BurstReport {
-    let entries: Vec<(&str, &str, &str)> =
-        BURST_KEYS.iter().map(|key| (*key, *key, "burst")).collect();
-    let pod = with_env_secrets(fixture("spark/spark35-driver-pod.json"), &entries);
-    let review = review_of(pod, "burst-jobs", "burst");
-    let body = serde_json::to_vec(&review).unwrap();
-    let clients: Vec<reqwest::Client> = (0..4)
-        .map(|_| tls_client(&certs_of(&harness.webhook), true))
-        .collect();
-    let done = std::sync::atomic::AtomicBool::new(false);
-    let written = AtomicUsize::new(0);
-    let writer = async {
-        let mut version = 0;
-        while !done.load(Ordering::Relaxed) {
-            version += 1;
-            apply_burst_version(&harness.fake, version);
-            written.store(version, Ordering::Relaxed);
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    let started = Instant::now();
-    let burst = async {
-        let replies: Vec<Reply> = futures::stream::iter(0..admissions)
-            .map(|i| {
-                post(
-                    &clients[i % 4],
-                    harness.webhook.port,
-                    "/mutate",
-                    body.clone(),
-                    Some("application/json"),
-                )
-            })
-            .buffer_unordered(32)
-            .collect()
-            .await;
-        done.store(true, Ordering::Relaxed);
-        replies
-    };
-    let (replies, ()) = tokio::join!(burst, writer);
-    let elapsed = started.elapsed();
-    let versions_written = written.load(Ordering::Relaxed);
-    let mut versions_seen = std::collections::BTreeSet::new();
-    let mut mixed = Vec::new();
-    for reply in &replies {
-        transcript.saw_reply(reply);
-        let answer = reply.json();
-        assert_eq!(answer["response"]["allowed"], true, "{}", reply.body);
-        let pod = crate::support::patched_object(&review, &answer);
-        let mut versions = std::collections::BTreeSet::new();
-        for key in BURST_KEYS {
-            let value = container_env(&pod, 0, key).unwrap();
-            let version: usize = value
-                .strip_prefix("e2e-canary-burst-v")
-                .and_then(|rest| rest.strip_suffix(&format!("-{key}")))
-                .and_then(|version| version.parse().ok())
-                .unwrap_or_else(|| panic!("{key} got a value never stored"));
-            assert!(
-                version <= versions_written,
-                "{key} got a value never stored"
-            );
-            versions.insert(version);
-        }
-        versions_seen.extend(versions.iter().copied());
-        if versions.len() > 1 {
-            mixed.push(versions.iter().map(|v| format!("v{v}")).collect());
-        }
-    }
-    let report = BurstReport {
-        answers: replies.len(),
-        versions_written,
-        versions_seen: versions_seen.len(),
-        mixed,
-    };
-    transcript.row(
-        format!("{admissions} pods taking 4 keys of one store, 32 at a time, store rewritten every ms"),
-        format!(
-            "all allowed with stored values; {} versions written, {} seen; {} answers mixed two versions",
-            report.versions_written,
-            report.versions_seen,
-            report.mixed.len()
-        ),
-        Some(elapsed),
-    );
-    report
-}
-
 /// Scans what a run produced for every canary value and credential, and for panics.
 fn assert_nothing_leaked(
     output: &str,
@@ -1129,7 +338,15 @@ async fn stop_and_scan(harness: Harness, transcript: &Transcript, vault: Option<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     watch_failure_scenario(&harness, &mut transcript).await;
     transcript.print("API server gone mid-run");
@@ -1138,7 +355,15 @@ async fn a_failed_watch_means_503s_until_a_fresh_listing_never_a_stale_allow() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_410_gone_relists_and_the_missed_changes_arrive_whole() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_410_gone_relists_and_the_missed_changes_arrive_whole",
+        Plane::Dedicated,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     gone_scenario(&harness, &mut transcript).await;
     transcript.print("410 Gone");
@@ -1147,7 +372,10 @@ async fn a_410_gone_relists_and_the_missed_changes_arrive_whole() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_server_down_at_start_is_not_ready_and_no_crash_loop() {
-    let mut harness = Harness::start(Link::Refuse).await;
+    let test = "api_server_down_at_start_is_not_ready_and_no_crash_loop";
+    let Some(mut harness) = Harness::start(test, Plane::Shared, Link::Refuse).await else {
+        return;
+    };
     let mut transcript = Transcript::default();
     down_at_start_scenario(&mut harness, &mut transcript).await;
     transcript.print("API server down at start");
@@ -1156,7 +384,12 @@ async fn api_server_down_at_start_is_not_ready_and_no_crash_loop() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_vault_costs_bounded_time_and_only_vault_pods() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "a_slow_vault_costs_bounded_time_and_only_vault_pods";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let mut transcript = Transcript::default();
     slow_vault_scenario(&harness, &vault, &mut transcript).await;
@@ -1166,7 +399,12 @@ async fn a_slow_vault_costs_bounded_time_and_only_vault_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_errors_and_garbage_are_bounded_clear_503s() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "vault_errors_and_garbage_are_bounded_clear_503s";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let mut transcript = Transcript::default();
     bad_vault_scenario(&harness, &vault, &mut transcript).await;
@@ -1176,7 +414,15 @@ async fn vault_errors_and_garbage_are_bounded_clear_503s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_during_store_updates_gets_only_stored_values() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_burst_during_store_updates_gets_only_stored_values",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     let report = store_burst_scenario(&harness, 2_000, &mut transcript).await;
     transcript.print("Store updates during a burst");
@@ -1195,16 +441,30 @@ const UNFOLLOWED_BOUND: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
-    let harness = Harness::ready(Link::Forward).await;
-    let moved = store_pod("stuck-jobs", "stuck");
+    let Some(harness) = Harness::ready(
+        "a_cache_whose_watch_cannot_resume_stops_deciding",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
+    let moved = store_pod(&harness.ns("stuck-jobs"), "stuck");
     let old = Verdict::Value(STUCK_OLD.into());
     assert_eq!(verdict(&moved, &harness.admit(&moved).await), old);
-    harness.fake.set_unavailable(true);
-    harness.fake.break_watches();
+    // Every watch ends and no new connection gets through.
+    harness.api.set(Link::Refuse);
+    harness.api.cut();
     let broke = Instant::now();
     harness
-        .fake
-        .apply_namespace("stuck-jobs", &[("iomete.com/domain", "marketing")]);
+        .apiserver
+        .admin
+        .apply_namespace(
+            &harness.ns("stuck-jobs"),
+            &[("iomete.com/domain", "marketing")],
+        )
+        .await;
     let mut last_old_allow = None;
     while broke.elapsed() < UNFOLLOWED_BOUND + Duration::from_secs(5) {
         if verdict(&moved, &harness.admit(&moved).await) == old {
@@ -1212,7 +472,7 @@ async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    harness.fake.set_unavailable(false);
+    harness.api.set(Link::Forward);
     let (status, output) = harness.webhook.stop();
     assert!(status.success(), "exit {status}: {output}");
     if let Some(last) = last_old_allow {
@@ -1225,7 +485,15 @@ async fn a_cache_whose_watch_cannot_resume_stops_deciding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_during_store_updates_never_mixes_versions() {
-    let harness = Harness::ready(Link::Forward).await;
+    let Some(harness) = Harness::ready(
+        "a_burst_during_store_updates_never_mixes_versions",
+        Plane::Shared,
+        Link::Forward,
+    )
+    .await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     let report = store_burst_scenario(&harness, 2_000, &mut transcript).await;
     transcript.print("Store updates during a burst");
@@ -1266,23 +534,14 @@ async fn one_admission_reads_one_version_of_a_store() {
         })
         .collect();
     let (stores, mut writers) = KubernetesCaches::new(ScopePolicy {
-        store_namespace: STORE_NAMESPACE.into(),
-        admin_namespaces: [STORE_NAMESPACE.to_owned()].into(),
+        store_namespace: support::STORE_NAMESPACE.into(),
+        admin_namespaces: [support::STORE_NAMESPACE.to_owned()].into(),
         domain_label: "iomete.com/domain".into(),
     });
-    writers.namespaces.apply_watcher_event(&Event::Init);
-    writers
-        .namespaces
-        .apply_watcher_event(&Event::InitApply(support::namespace(
-            "burst-jobs",
-            Some("burst"),
-        )));
-    writers.namespaces.apply_watcher_event(&Event::InitDone);
-    writers.secrets.apply_watcher_event(&Event::Init);
-    writers
-        .secrets
-        .apply_watcher_event(&Event::InitApply(versions[0].clone()));
-    writers.secrets.apply_watcher_event(&Event::InitDone);
+    writers.feed_listing(
+        [support::namespace("burst-jobs", Some("burst"))],
+        [versions[0].clone()],
+    );
     stores.mark_fresh_once_listed().await;
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = std::thread::spawn({
@@ -1354,7 +613,13 @@ async fn one_admission_reads_one_version_of_a_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
     let started = Instant::now();
-    let (mut harness, vault) = Harness::start_with_vault(Link::Refuse).await;
+    let test = "leak_audit_every_scenario_with_canaries_at_debug_level";
+    // A control plane of its own: the 410 Gone scenario compacts etcd behind the API server.
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Dedicated, Link::Refuse).await
+    else {
+        return;
+    };
     let mut transcript = Transcript::default();
     down_at_start_scenario(&mut harness, &mut transcript).await;
     hostile_bodies(&harness.webhook, &mut transcript).await;
@@ -1368,11 +633,15 @@ async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
     bad_vault_scenario(&harness, &vault, &mut transcript).await;
     store_burst_scenario(&harness, 300, &mut transcript).await;
 
-    let statuses: String = std::iter::once("slow".to_owned())
-        .chain(BAD_MODES.iter().map(|mode| format!("bad-{mode}")))
-        .filter_map(|name| harness.fake.vault_config(STORE_NAMESPACE, &name))
-        .map(|config| config["status"].to_string())
-        .collect();
+    let mut statuses = String::new();
+    for name in
+        std::iter::once("slow".to_owned()).chain(BAD_MODES.iter().map(|mode| format!("bad-{mode}")))
+    {
+        let stored = harness.apiserver.admin.vault_config(harness.store(), &name);
+        if let Some(config) = stored.await {
+            statuses.push_str(&config["status"].to_string());
+        }
+    }
     transcript.saw(&statuses);
     let (_, metrics) = harness.webhook.admin_get("/metrics").await;
     let (status, output) = harness.webhook.stop();
@@ -1399,21 +668,29 @@ async fn leak_audit_every_scenario_with_canaries_at_debug_level() {
 /// its length; `tests/vault.rs` covers answers that do not.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vault_answer_of_any_size_costs_bounded_memory() {
-    let (mut harness, vault) = Harness::start_with_vault(Link::Forward).await;
+    let test = "a_vault_answer_of_any_size_costs_bounded_memory";
+    let Some((mut harness, vault)) =
+        Harness::start_with_vault(test, Plane::Shared, Link::Forward).await
+    else {
+        return;
+    };
     harness.webhook.wait_ready().await;
     let pid = harness.webhook.child.id();
     let peak_before = memory_kib(pid, "VmHWM");
     // Applied now, so that everything the configuration costs (its status check too) is
     // measured from here.
-    harness.fake.apply_vault_config(
-        STORE_NAMESPACE,
-        "bad-huge",
-        json!({"domain": "finance", "host": vault.bad.url(), "path": "/v1/secret/data/huge", "auth": {"method": "Token"}}),
-    );
+    let admin = &harness.apiserver.admin;
+    admin
+        .apply_vault_config(
+            harness.store(),
+            "bad-huge",
+            json!({"domain": "finance", "host": vault.bad.url(), "path": "/v1/secret/data/huge", "auth": {"method": "Token"}}),
+        )
+        .await;
     let mut credentials: Vec<(String, Vec<u8>)> = vec![("bad-huge.token".into(), BAD_TOKEN.into())];
-    let secret = harness
-        .fake
-        .secret(STORE_NAMESPACE, "iomete-vault-credentials-finance")
+    let secret = admin
+        .secret(harness.store(), "iomete-vault-credentials-finance")
+        .await
         .unwrap();
     for (key, value) in secret["data"].as_object().unwrap() {
         use base64::Engine as _;
@@ -1426,11 +703,13 @@ async fn a_vault_answer_of_any_size_costs_bounded_memory() {
         .iter()
         .map(|(k, v)| (k.as_str(), v.as_slice()))
         .collect();
-    harness.fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-vault-credentials-finance",
-        &credentials,
-    );
+    admin
+        .apply_secret(
+            harness.store(),
+            "iomete-vault-credentials-finance",
+            &credentials,
+        )
+        .await;
     let review = vault_pod("bad-huge", "db", "huge");
     let deadline = Instant::now() + RESYNC_BOUND;
     let reply = loop {

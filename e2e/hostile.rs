@@ -1278,8 +1278,12 @@ pub(crate) async fn hostile_bodies(webhook: &Webhook, transcript: &mut Transcrip
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_get_fast_clear_answers_and_cost_bounded_memory() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) =
+        seeded_api_server("hostile_bodies_get_fast_clear_answers_and_cost_bounded_memory").await
+    else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     let pid = webhook.child.id();
     let bystander = Bystander::secret_pod(&webhook);
@@ -1316,10 +1320,13 @@ async fn hostile_bodies_get_fast_clear_answers_and_cost_bounded_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_and_idle_clients_cost_nobody_else_service() {
-    let fake = seeded_api_server().await;
+    let Some(api) = seeded_api_server("slow_and_idle_clients_cost_nobody_else_service").await
+    else {
+        return;
+    };
     // Above the 2,500 connections held here: this measures what idle connections cost; the cap
     // itself (closing connections at accept) is what bounds that cost in production.
-    let mut webhook = Webhook::start(&fake, &["--max-connections", "4096"]);
+    let mut webhook = Webhook::start(&api, &["--max-connections", "4096"]).await;
     webhook.wait_ready().await;
     let (tcp, tls) = idle_connections(2_000, 500);
     let report =
@@ -1360,8 +1367,11 @@ async fn slow_and_idle_clients_cost_nobody_else_service() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_never_finish_a_request_are_cut_off() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) = seeded_api_server("clients_that_never_finish_a_request_are_cut_off").await
+    else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     let report = slow_and_idle_clients(&webhook, 10, 50, SLOW_CLIENT_BOUND).await;
     let mut transcript = Transcript::default();
@@ -1408,8 +1418,12 @@ const DEPLOYED_MEMORY_LIMIT_KIB: u64 = 128 << 10;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_large_bodies_stay_within_the_deployed_memory_limit() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) =
+        seeded_api_server("concurrent_large_bodies_stay_within_the_deployed_memory_limit").await
+    else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     let pid = webhook.child.id();
     let ca = certs_of(&webhook);
@@ -1451,8 +1465,12 @@ async fn concurrent_large_bodies_stay_within_the_deployed_memory_limit() {
 /// such a caller is refused (`with_a_client_ca_only_callers_with_its_certificates_are_served`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_client_ca_any_caller_that_reaches_the_port_is_answered() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) =
+        seeded_api_server("without_a_client_ca_any_caller_that_reaches_the_port_is_answered").await
+    else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     // A tenant's pod, not the API server, claiming the admin namespace for a pod that asks for
     // the admin store.
@@ -1460,7 +1478,7 @@ async fn without_a_client_ca_any_caller_that_reaches_the_port_is_answered() {
         fixture("spark/spark35-driver-pod.json"),
         &[("ROOT", "root", "admin")],
     );
-    let mut forged = review_of(pod, super::STORE_NAMESPACE, "forged");
+    let mut forged = review_of(pod, api.store(), "forged");
     forged["request"]["userInfo"] =
         json!({"username": "system:serviceaccount:marketing-jobs:default"});
     let client = tls_client(&certs_of(&webhook), true);

@@ -1,259 +1,45 @@
 //! End to end: the compiled `iomete-secrets-webhook` binary as a process, over real TLS with
 //! generated certificates, spoken to over HTTP/2 (as the kube-apiserver does) and HTTP/1.1,
-//! with its Kubernetes client pointed at the kube-fake API server through a KUBECONFIG.
+//! with its Kubernetes client pointed at a real kube-apiserver (with etcd) through a KUBECONFIG:
+//! see `api.rs` for how tests share it, and `proxy.rs` for the proxy that partitions them.
+//!
+//! When the control plane's binaries are missing, each test says how to build them and skips,
+//! except with `CI=true`, where it fails.
 //!
 //! Every test that starts the binary runs it at debug log level with canary secret values and,
 //! after stopping it with SIGTERM, greps everything it printed (and its metrics) for them.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
 use iomete_secrets_webhook::boot::certs;
 use iomete_secrets_webhook::decision::expansion::kubelet_expand;
-use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 
 mod amplification;
+mod api;
+#[path = "../tests/support/control_plane/mod.rs"]
+mod control_plane;
 mod faults;
 mod hostile;
+mod proxy;
 #[path = "../tests/support/mod.rs"]
 mod support;
+mod webhook;
+use api::{Api, CANARY_ADMIN, CANARY_DRIVER, CANARY_GLOBAL};
+use proxy::{Link, TcpProxy};
 use support::{fixture, patched_object, with_env_secrets};
+use webhook::{BINARY, Webhook, certs_of, local_names, tls_client, tls_client_with_identity};
 
-const STORE_NAMESPACE: &str = "iomete-system";
-const CANARY_DRIVER: &str = "e2e-canary-1f7a$(HOME)$$'\"` \\";
-const CANARY_GLOBAL: &str = "e2e-canary-global-77c3";
-const CANARY_ADMIN: &str = "e2e-canary-admin-0b9e";
-const BINARY: &str = env!("CARGO_BIN_EXE_iomete-secrets-webhook");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// The fake API server with the namespaces and stores every test starts from.
-async fn seeded_api_server() -> FakeApiServer {
-    let fake = FakeApiServer::start().await;
-    fake.apply_namespace(STORE_NAMESPACE, &[]);
-    fake.apply_namespace("spark-jobs", &[("iomete.com/domain", "finance")]);
-    fake.apply_namespace("marketing-jobs", &[("iomete.com/domain", "marketing")]);
-    fake.apply_namespace("sandbox", &[]);
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-finance",
-        &[("s3-secret-key", CANARY_DRIVER.as_bytes())],
-    );
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store",
-        &[("smtp_password", CANARY_GLOBAL.as_bytes())],
-    );
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-admin",
-        &[("root", CANARY_ADMIN.as_bytes())],
-    );
-    // A Secret that is not a store must never be cached or served.
-    fake.apply_secret(STORE_NAMESPACE, "unrelated", &[("k", b"unrelated-value")]);
-    fake
-}
-
-struct Webhook {
-    child: Child,
-    dir: tempfile::TempDir,
-    port: u16,
-    admin_port: u16,
-    client: reqwest::Client,
-    http1_client: reqwest::Client,
-}
-
-impl Webhook {
-    fn start(fake: &FakeApiServer, extra_args: &[&str]) -> Webhook {
-        let dir = tempfile::tempdir().unwrap();
-        let bundle = certs::generate(&local_names()).unwrap();
-        certs::write(&bundle, dir.path()).unwrap();
-        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-        Webhook::spawn(fake, dir, &cert, &key, &bundle.ca_pem, extra_args)
-    }
-
-    fn spawn(
-        fake: &FakeApiServer,
-        dir: tempfile::TempDir,
-        cert: &Path,
-        key: &Path,
-        ca_pem: &str,
-        extra_args: &[&str],
-    ) -> Webhook {
-        let kubeconfig = fake.write_kubeconfig(dir.path());
-        Webhook::spawn_with(dir, cert, key, ca_pem, extra_args, &kubeconfig, &[])
-    }
-
-    /// The binary with its Kubernetes client configured by `kubeconfig`, logging at debug level
-    /// unless `env` (applied last) says otherwise.
-    fn spawn_with(
-        dir: tempfile::TempDir,
-        cert: &Path,
-        key: &Path,
-        ca_pem: &str,
-        extra_args: &[&str],
-        kubeconfig: &Path,
-        env: &[(&str, String)],
-    ) -> Webhook {
-        // reqwest builds on rustls without a default provider; ours is ring, as in the binary.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let (port, admin_port) = (free_port(), free_port());
-        let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
-        let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
-        let child = Command::new(BINARY)
-            .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-            .arg("--tls-cert")
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .args(["--log-format", "json"])
-            .args(extra_args)
-            .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "debug")
-            .envs(env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .unwrap();
-        Webhook {
-            child,
-            port,
-            admin_port,
-            client: tls_client(ca_pem, true),
-            http1_client: tls_client(ca_pem, false),
-            dir,
-        }
-    }
-
-    async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if self.admin_get("/readyz").await.0 == 200 {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the webhook exited with {status}: {}", self.output());
-            }
-            assert!(Instant::now() < deadline, "not ready: {}", self.output());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn admin_get(&self, path: &str) -> (u16, String) {
-        let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
-        match reqwest::Client::new().get(url).send().await {
-            Ok(response) => (
-                response.status().as_u16(),
-                response.text().await.unwrap_or_default(),
-            ),
-            Err(_) => (0, String::new()),
-        }
-    }
-
-    async fn admit_with(&self, client: &reqwest::Client, review: &Value) -> (Value, String) {
-        let url = format!("https://localhost:{}/mutate", self.port);
-        let response = client.post(url).json(review).send().await.unwrap();
-        let version = format!("{:?}", response.version());
-        let text = response.text().await.unwrap();
-        (serde_json::from_str(&text).unwrap(), version)
-    }
-
-    async fn admit(&self, review: &Value) -> Value {
-        let (answer, version) = self.admit_with(&self.client, review).await;
-        assert_eq!(version, "HTTP/2.0", "the API server speaks h2 to webhooks");
-        answer
-    }
-
-    fn output(&self) -> String {
-        let read = |name: &str| std::fs::read_to_string(self.dir.path().join(name)).unwrap();
-        format!("{}{}", read("stdout.log"), read("stderr.log"))
-    }
-
-    /// SIGTERM, then the exit status and everything the process printed.
-    fn stop(mut self) -> (ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("the webhook did not stop on SIGTERM: {}", self.output());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        let output = self.output();
-        (status, output)
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn local_names() -> Vec<String> {
-    vec!["localhost".to_owned(), "127.0.0.1".to_owned()]
-}
-
-fn tls_client(ca_pem: &str, http2: bool) -> reqwest::Client {
-    tls_client_with_identity(ca_pem, http2, None)
-}
-
-fn tls_client_with_identity(
-    ca_pem: &str,
-    http2: bool,
-    identity: Option<(&str, &str)>,
-) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let mut config = match identity {
-        None => config.with_no_client_auth(),
-        Some((cert_pem, key_pem)) => {
-            use rustls::pki_types::PrivateKeyDer;
-            let chain = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).unwrap();
-            config.with_client_auth_cert(chain, key).unwrap()
-        }
-    };
-    config.alpn_protocols = if http2 {
-        vec![b"h2".to_vec()]
-    } else {
-        vec![b"http/1.1".to_vec()]
-    };
-    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
-    let builder = if http2 { builder } else { builder.http1_only() };
-    builder.build().unwrap()
+/// The shared API server with the namespaces and stores every test starts from, or `None`
+/// (skip) when its binaries are missing outside CI.
+async fn seeded_api_server(test: &str) -> Option<Api> {
+    let api = Api::shared(test).await?;
+    api.seed().await;
+    Some(api)
 }
 
 fn review_of(pod: Value, namespace: &str, uid: &str) -> Value {
@@ -283,10 +69,12 @@ fn assert_no_canary(what: &str, text: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhook_admits_patches_and_denies_over_tls() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) = seeded_api_server("webhook_admits_patches_and_denies_over_tls").await else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
-    fake.clear_requests();
+    let mark = api.audit_mark();
     let mut answers = String::new();
 
     // A Spark 3.5 driver in its domain gets the value, byte for byte after the kubelet.
@@ -331,7 +119,7 @@ async fn webhook_admits_patches_and_denies_over_tls() {
         fixture("real/notebook-pod-kubespawner-make_pod-with-extra-containers.json"),
         &[("ROOT", "root", "admin")],
     );
-    let admin_review = review_of(pod, STORE_NAMESPACE, "u-4");
+    let admin_review = review_of(pod, api.store(), "u-4");
     let answer = webhook.admit(&admin_review).await;
     let pod = patched_object(&admin_review, &answer);
     assert_eq!(
@@ -373,11 +161,12 @@ async fn webhook_admits_patches_and_denies_over_tls() {
     assert_eq!(version, "HTTP/1.1");
     assert_eq!(answer["response"]["allowed"], true);
 
-    // Admissions never called the API server: everything came from the watch caches.
-    let calls: Vec<String> = fake
-        .requests()
+    // Admissions never called the API server: everything came from the watch caches (the API
+    // server's audit log holds every request of the webhook's identity).
+    let calls: Vec<String> = api
+        .requests_since(&mark)
         .into_iter()
-        .filter(|request| !request.contains("watch=true"))
+        .filter(|request| !request.starts_with("watch "))
         .collect();
     assert!(
         calls.is_empty(),
@@ -416,8 +205,10 @@ async fn webhook_admits_patches_and_denies_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_updated_mid_run_reaches_the_next_pod() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) = seeded_api_server("a_store_updated_mid_run_reaches_the_next_pod").await else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     let driver = review_of(
         fixture("spark/spark35-driver-pod.json"),
@@ -431,12 +222,14 @@ async fn a_store_updated_mid_run_reaches_the_next_pod() {
     );
 
     let rotated = "e2e-canary-rotated-42";
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-secret-store-finance",
-        &[("s3-secret-key", rotated.as_bytes())],
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
+    api.admin
+        .apply_secret(
+            api.store(),
+            "iomete-secret-store-finance",
+            &[("s3-secret-key", rotated.as_bytes())],
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let after = patched_object(&driver, &webhook.admit(&driver).await);
         if container_env(&after, 0, "AWS_SECRET_ACCESS_KEY").as_deref() == Some(rotated) {
@@ -447,8 +240,10 @@ async fn a_store_updated_mid_run_reaches_the_next_pod() {
     }
 
     // A deleted store denies with 404 once the deletion has arrived.
-    fake.delete_secret(STORE_NAMESPACE, "iomete-secret-store-finance");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    api.admin
+        .delete_secret(api.store(), "iomete-secret-store-finance")
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let answer = webhook.admit(&driver).await;
         if answer["response"]["status"]["code"] == 404 {
@@ -464,10 +259,29 @@ async fn a_store_updated_mid_run_reaches_the_next_pod() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_ready_until_the_api_server_answers() {
-    let fake = seeded_api_server().await;
-    fake.set_unavailable(true);
-    let mut webhook = Webhook::start(&fake, &[]);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let Some(api) = seeded_api_server("not_ready_until_the_api_server_answers").await else {
+        return;
+    };
+    // The API server's address closes every connection (no healthy backend behind it).
+    let proxy = TcpProxy::start(api.plane().api_address(), Link::Refuse).await;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = certs::generate(&local_names()).unwrap();
+    certs::write(&bundle, dir.path()).unwrap();
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let kubeconfig = api
+        .webhook_kubeconfig(dir.path(), Some(&proxy.https_url()))
+        .await;
+    let mut webhook = Webhook::spawn_with(
+        &api,
+        dir,
+        &cert,
+        &key,
+        &bundle.ca_pem,
+        &[],
+        &kubeconfig,
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
     while webhook.admin_get("/livez").await.0 != 200 {
         assert!(Instant::now() < deadline, "{}", webhook.output());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -481,7 +295,7 @@ async fn not_ready_until_the_api_server_answers() {
     let answer = webhook.admit(&driver).await;
     assert_eq!(answer["response"]["status"]["code"], 503, "{answer}");
 
-    fake.set_unavailable(false);
+    proxy.set(Link::Forward);
     webhook.wait_ready().await;
     let answer = webhook.admit(&driver).await;
     assert_eq!(answer["response"]["allowed"], true, "{answer}");
@@ -546,14 +360,19 @@ fn kubelet_mount(volume: &Path, generation: u32, cert_pem: &str, key_pem: &str) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
-    let fake = seeded_api_server().await;
+    let Some(api) =
+        seeded_api_server("certificates_rotated_the_kubelet_way_are_served_without_a_restart")
+            .await
+    else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let volume = dir.path().join("tls");
     std::fs::create_dir(&volume).unwrap();
     let first = certs::generate(&local_names()).unwrap();
     kubelet_mount(&volume, 1, &first.cert_pem, first.key_pem.expose_secret());
     let (cert, key) = (volume.join("tls.crt"), volume.join("tls.key"));
-    let mut webhook = Webhook::spawn(&fake, dir, &cert, &key, &first.ca_pem, &[]);
+    let mut webhook = Webhook::spawn(&api, dir, &cert, &key, &first.ca_pem, &[]).await;
     webhook.wait_ready().await;
     let driver = review_of(
         fixture("spark/spark35-driver-pod.json"),
@@ -601,7 +420,11 @@ async fn certificates_rotated_the_kubelet_way_are_served_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
-    let fake = seeded_api_server().await;
+    let Some(api) =
+        seeded_api_server("with_a_client_ca_only_callers_with_its_certificates_are_served").await
+    else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let bundle = certs::generate(&local_names()).unwrap();
     certs::write(&bundle, dir.path()).unwrap();
@@ -612,13 +435,14 @@ async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
     );
     let ca_arg = ca.to_str().unwrap().to_owned();
     let mut webhook = Webhook::spawn(
-        &fake,
+        &api,
         dir,
         &cert,
         &key,
         &bundle.ca_pem,
         &["--client-ca", &ca_arg],
-    );
+    )
+    .await;
     webhook.wait_ready().await;
     let url = format!("https://localhost:{}/mutate", webhook.port);
     let driver = review_of(
@@ -655,8 +479,13 @@ async fn with_a_client_ca_only_callers_with_its_certificates_are_served() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_admissions_refuses_new_ones_and_exits_zero() {
-    let fake = seeded_api_server().await;
-    let mut webhook = Webhook::start(&fake, &[]);
+    let Some(api) =
+        seeded_api_server("sigterm_drains_in_flight_admissions_refuses_new_ones_and_exits_zero")
+            .await
+    else {
+        return;
+    };
+    let mut webhook = Webhook::start(&api, &[]).await;
     webhook.wait_ready().await;
     let driver = review_of(
         fixture("spark/spark35-driver-pod.json"),
@@ -710,11 +539,6 @@ async fn sigterm_drains_in_flight_admissions_refuses_new_ones_and_exits_zero() {
     assert!(status.success(), "{output}");
 }
 
-/// The CA the webhook's certificate was issued by (written by `Webhook::start`).
-fn certs_of(webhook: &Webhook) -> String {
-    std::fs::read_to_string(webhook.dir.path().join("ca.crt")).unwrap()
-}
-
 /// The binary with a real OpenBao behind VaultConfigs: values and credentials reach only the
 /// patch, never the logs (at debug level), the metrics, denials, warnings or statuses, and a
 /// Vault outage costs only the Vault pods.
@@ -743,31 +567,39 @@ path "secret/data/restricted/*" { capabilities = ["deny"] }"#,
         .await;
     let token = admin.create_token(&["webhook-read"], "1h").await;
 
-    let fake = seeded_api_server().await;
-    fake.apply_secret(
-        STORE_NAMESPACE,
-        "iomete-vault-credentials-finance",
-        &[
-            ("prod.roleId", role_id.as_bytes()),
-            ("prod.secretId", secret_id.as_bytes()),
-            ("by-token.token", token.as_bytes()),
-            ("broken.roleId", role_id.as_bytes()),
-            ("broken.secretId", b"e2e-canary-wrong-secret-id"),
-        ],
-    );
+    let Some(api) =
+        seeded_api_server("vault_values_and_credentials_stay_out_of_every_output").await
+    else {
+        return;
+    };
+    api.admin
+        .apply_secret(
+            api.store(),
+            "iomete-vault-credentials-finance",
+            &[
+                ("prod.roleId", role_id.as_bytes()),
+                ("prod.secretId", secret_id.as_bytes()),
+                ("by-token.token", token.as_bytes()),
+                ("broken.roleId", role_id.as_bytes()),
+                ("broken.secretId", b"e2e-canary-wrong-secret-id"),
+            ],
+        )
+        .await;
     for (name, method) in [
         ("prod", "AppRole"),
         ("by-token", "Token"),
         ("broken", "AppRole"),
     ] {
-        fake.apply_vault_config(
-            STORE_NAMESPACE,
-            name,
-            json!({"domain": "finance", "host": bao.address(),
-                   "path": "/v1/secret/data", "auth": {"method": method}}),
-        );
+        api.admin
+            .apply_vault_config(
+                api.store(),
+                name,
+                json!({"domain": "finance", "host": bao.address(),
+                       "path": "/v1/secret/data", "auth": {"method": method}}),
+            )
+            .await;
     }
-    let mut webhook = Webhook::start(&fake, &["--vault-cache-ttl", "0s"]);
+    let mut webhook = Webhook::start(&api, &["--vault-cache-ttl", "0s"]).await;
     webhook.wait_ready().await;
 
     let vault_pod = |key: &str, config: &str| {
@@ -806,30 +638,26 @@ path "secret/data/restricted/*" { capabilities = ["deny"] }"#,
     answers.push_str(&webhook.admit(&dry_run).await.to_string());
 
     // Statuses are written by the binary: the broken one says why, with no credential in it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let reason = |name: &str| {
-        fake.vault_config(STORE_NAMESPACE, name)
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let reason = async |name: &str| {
+        api.admin
+            .vault_config(api.store(), name)
+            .await
             .map(|config| config["status"]["conditions"][0]["reason"].clone())
     };
-    while reason("prod") != Some(json!("Connected"))
-        || reason("broken") != Some(json!("LoginFailed"))
-    {
-        assert!(
-            Instant::now() < deadline,
-            "statuses: {:?} {:?}",
-            reason("prod"),
-            reason("broken")
-        );
+    loop {
+        let (prod, broken) = (reason("prod").await, reason("broken").await);
+        if prod == Some(json!("Connected")) && broken == Some(json!("LoginFailed")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "statuses: {prod:?} {broken:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let statuses: String = ["prod", "by-token", "broken"]
-        .iter()
-        .map(|name| {
-            fake.vault_config(STORE_NAMESPACE, name)
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let mut statuses = String::new();
+    for name in ["prod", "by-token", "broken"] {
+        let config = api.admin.vault_config(api.store(), name).await.unwrap();
+        statuses.push_str(&config.to_string());
+    }
 
     // Vault down: Vault pods 503 at once, Kubernetes-only pods unaffected.
     bao.stop();

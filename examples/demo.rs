@@ -1,10 +1,13 @@
 //! A self-contained local demo: no cluster needed.
 //!
-//! Starts the in-process Kubernetes API fake with sample namespaces and secret stores, starts the
-//! real webhook over TLS beside it (certificates generated on the spot), then sends it, over
-//! HTTP/2 as the kube-apiserver would, a Spark 3.5 driver pod in its own domain (admitted and
-//! patched), the same pod from another domain (denied) and a notebook pod with a legacy
-//! placeholder (patched, with a warning). Run with `cargo run --example demo`.
+//! Starts a local kube-apiserver and etcd on 127.0.0.1 (the tests' control plane harness,
+//! `tests/support/control_plane/`, with the binaries `scripts/ensure-control-plane.sh` builds;
+//! the demo says how to build them when they are missing) with sample namespaces and secret
+//! stores, starts the real webhook in this process over TLS beside it (certificates generated
+//! on the spot), then sends it, over HTTP/2 as the kube-apiserver would, a Spark 3.5 driver pod
+//! in its own domain (admitted and patched), the same pod from another domain (denied) and a
+//! notebook pod with a legacy placeholder (patched, with a warning). Everything stops when the
+//! demo ends, however it ends. Run with `cargo run --example demo`.
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -14,8 +17,10 @@ use base64::Engine as _;
 use iomete_secrets_webhook::boot::config::{Cli, Command, LogFormat};
 use iomete_secrets_webhook::boot::{app, certs};
 use iomete_secrets_webhook::edge::{telemetry, tls};
-use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
+
+#[path = "../tests/support/control_plane/mod.rs"]
+mod control_plane;
 
 const DRIVER_POD: &str = include_str!("../tests/fixtures/spark/spark35-driver-pod.json");
 const NOTEBOOK_POD: &str = include_str!(
@@ -29,21 +34,34 @@ async fn main() -> anyhow::Result<()> {
     let _log = telemetry::init(LogFormat::Text);
     let _ = rustls::crypto::ring::default_provider().install_default();
 
-    step("starting the Kubernetes API fake with sample namespaces and stores");
-    let api = FakeApiServer::start().await;
-    api.apply_namespace("iomete-system", &[]);
-    api.apply_namespace("spark-jobs", &[("iomete.com/domain", "finance")]);
-    api.apply_namespace("marketing-jobs", &[("iomete.com/domain", "marketing")]);
+    step("starting kube-apiserver and etcd with sample namespaces and stores");
+    if let Err(why) = control_plane::binaries() {
+        anyhow::bail!("the demo needs a local kube-apiserver and etcd: {why}");
+    }
+    let plane = tokio::task::block_in_place(|| {
+        let plane = control_plane::ControlPlane::start("the demo")?;
+        plane.install_vaultconfig_crd();
+        Some(plane)
+    })
+    .ok_or_else(|| anyhow::anyhow!("the control plane did not start"))?;
+    let api = plane.admin().await;
+    api.apply_namespace("iomete-system", &[]).await;
+    api.apply_namespace("spark-jobs", &[("iomete.com/domain", "finance")])
+        .await;
+    api.apply_namespace("marketing-jobs", &[("iomete.com/domain", "marketing")])
+        .await;
     api.apply_secret(
         "iomete-system",
         "iomete-secret-store-finance",
         &[("s3-secret-key", b"demo-finance-s3-key")],
-    );
+    )
+    .await;
     api.apply_secret(
         "iomete-system",
         "iomete-secret-store",
         &[("smtp_password", b"demo-global-smtp")],
-    );
+    )
+    .await;
 
     step("starting the webhook over TLS");
     let dir = tempfile::tempdir()?;
@@ -67,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = args.validate()?;
     let server_tls = tls::ServerTls::load(&config.tls_cert, &config.tls_key, None)?;
-    let kubeconfig = kube::config::Kubeconfig::from_yaml(&api.kubeconfig_yaml())?;
+    let kubeconfig = kube::config::Kubeconfig::read_from(plane.admin_kubeconfig())?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(client_config)?;
@@ -96,7 +114,8 @@ async fn main() -> anyhow::Result<()> {
     step("stopping");
     let _ = stop.send(());
     webhook.await??;
-    api.stop().await;
+    // Dropping the control plane stops kube-apiserver and etcd and removes their directory.
+    drop(plane);
     Ok(())
 }
 

@@ -8,7 +8,6 @@
 //! No kubelet runs: pods are admitted and stored, and stay Pending.
 
 #[path = "../tests/support/control_plane/mod.rs"]
-#[allow(dead_code)]
 mod control_plane;
 #[path = "../e2e/cluster/env.rs"]
 #[allow(dead_code)]

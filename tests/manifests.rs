@@ -6,8 +6,8 @@
 //! pods, the deployment invariants, and this build's binary accepting the Deployment's args and
 //! env).
 //!
-//! Like the kubectl tests of `tests/kube-fake`, it prints a note and passes when kubectl is not
-//! on PATH, except under CI (`CI` set), where that fails. The first run installs the script's Python tools into a cached venv (PyPI).
+//! It prints a note and passes when kubectl is not on PATH, except under CI (`CI` set), where
+//! that fails. The first run installs the script's Python tools into a cached venv (PyPI).
 
 use std::path::Path;
 use std::process::{Command, Stdio};

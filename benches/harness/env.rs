@@ -1,8 +1,9 @@
-//! What the harness runs the servers against and how it runs them: the in-process Kubernetes
-//! API fake seeded with namespaces, stores and a VaultConfig; a real OpenBao (dev mode, file
-//! audit device) holding the Vault secrets and an AppRole; the serving certificates; and the
-//! server processes (the release webhook binary and the two baselines), with their memory read
-//! from `/proc`.
+//! What the harness runs the servers against and how it runs them: a real kube-apiserver and
+//! etcd (the tests' control plane harness, `tests/support/control_plane/`, with the binaries
+//! `scripts/ensure-control-plane.sh` builds) seeded with namespaces, stores and VaultConfigs; a
+//! real OpenBao (dev mode, file audit device) holding the Vault secrets and an AppRole; the
+//! serving certificates; and the server processes (the release webhook binary and the two
+//! baselines), with their memory read from `/proc`.
 
 use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
@@ -12,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use iomete_secrets_webhook::boot::certs;
-use kube_fake::FakeApiServer;
 use serde_json::{Value, json};
 
 use crate::common::{
     FINANCE_NAMESPACE, FINANCE_STORE, GLOBAL_STORE, MARKETING_NAMESPACE, STORE_NAMESPACE,
     VAULT_CONFIG, VAULT_DB_SECRET,
 };
+use crate::control_plane::{self, Admin, ControlPlane};
 use crate::support::openbao::OpenBao;
 
 const WEBHOOK_BINARY: &str = env!("CARGO_BIN_EXE_iomete-secrets-webhook");
@@ -32,9 +33,12 @@ const REMOTE_APPROLE_MOUNT: &str = "approle-remote";
 /// How long a server may take to come up (the machine is shared with builds).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The fake API server, OpenBao and the certificates, seeded for the benchmark.
+/// The API server, OpenBao and the certificates, seeded for the benchmark.
 pub struct Environment {
-    pub fake: FakeApiServer,
+    /// Held for its lifetime: dropping it stops kube-apiserver and etcd (they also die with the
+    /// process, however it ends).
+    _plane: ControlPlane,
+    admin: Admin,
     pub bao: OpenBao,
     pub dir: tempfile::TempDir,
     pub ca_pem: String,
@@ -74,58 +78,78 @@ impl Environment {
             .approle_role(REMOTE_APPROLE_MOUNT, "webhook", &["bench-read"], "1h", "4h")
             .await;
 
-        let fake = FakeApiServer::start().await;
-        fake.apply_namespace(STORE_NAMESPACE, &[]);
-        fake.apply_namespace(FINANCE_NAMESPACE, &[("iomete.com/domain", "finance")]);
-        fake.apply_namespace(MARKETING_NAMESPACE, &[("iomete.com/domain", "marketing")]);
+        control_plane::binaries().map_err(anyhow::Error::msg)?;
+        let plane = tokio::task::block_in_place(|| {
+            let plane = ControlPlane::start("the benchmark harness")?;
+            plane.install_vaultconfig_crd();
+            Some(plane)
+        })
+        .context("the control plane")?;
+        let admin = plane.admin().await;
+        admin.apply_namespace(STORE_NAMESPACE, &[]).await;
+        admin
+            .apply_namespace(FINANCE_NAMESPACE, &[("iomete.com/domain", "finance")])
+            .await;
+        admin
+            .apply_namespace(MARKETING_NAMESPACE, &[("iomete.com/domain", "marketing")])
+            .await;
         let bytes = |pairs: &[(&'static str, &'static str)]| -> Vec<(&'static str, &'static [u8])> {
             pairs.iter().map(|(k, v)| (*k, v.as_bytes())).collect()
         };
-        fake.apply_secret(
-            STORE_NAMESPACE,
-            "iomete-secret-store-finance",
-            &bytes(FINANCE_STORE),
-        );
-        fake.apply_secret(STORE_NAMESPACE, "iomete-secret-store", &bytes(GLOBAL_STORE));
+        admin
+            .apply_secret(
+                STORE_NAMESPACE,
+                "iomete-secret-store-finance",
+                &bytes(FINANCE_STORE),
+            )
+            .await;
+        admin
+            .apply_secret(STORE_NAMESPACE, "iomete-secret-store", &bytes(GLOBAL_STORE))
+            .await;
         // Two configurations of the same Vault: one direct, one through a proxy that puts it
         // a WAN round trip away, as a customer's Vault usually is.
         let remote = delayed_proxy(bao.port(), vault_delay()).await?;
         let remote_host = format!("http://127.0.0.1:{}", remote.port());
-        fake.apply_secret(
-            STORE_NAMESPACE,
-            "iomete-vault-credentials-finance",
-            &[
-                (&format!("{VAULT_CONFIG}.roleId"), role_id.as_bytes()),
-                (&format!("{VAULT_CONFIG}.secretId"), secret_id.as_bytes()),
-                (
-                    &format!("{REMOTE_VAULT_CONFIG}.roleId"),
-                    remote_role_id.as_bytes(),
-                ),
-                (
-                    &format!("{REMOTE_VAULT_CONFIG}.secretId"),
-                    remote_secret_id.as_bytes(),
-                ),
-            ],
-        );
+        admin
+            .apply_secret(
+                STORE_NAMESPACE,
+                "iomete-vault-credentials-finance",
+                &[
+                    (&format!("{VAULT_CONFIG}.roleId"), role_id.as_bytes()),
+                    (&format!("{VAULT_CONFIG}.secretId"), secret_id.as_bytes()),
+                    (
+                        &format!("{REMOTE_VAULT_CONFIG}.roleId"),
+                        remote_role_id.as_bytes(),
+                    ),
+                    (
+                        &format!("{REMOTE_VAULT_CONFIG}.secretId"),
+                        remote_secret_id.as_bytes(),
+                    ),
+                ],
+            )
+            .await;
         for (name, host, mount) in [
             (VAULT_CONFIG, bao.address(), "approle"),
             (REMOTE_VAULT_CONFIG, remote_host, REMOTE_APPROLE_MOUNT),
         ] {
-            fake.apply_vault_config(
-                STORE_NAMESPACE,
-                name,
-                json!({
-                    "domain": "finance",
-                    "host": host,
-                    "path": format!("/v1/{VAULT_MOUNT}/data/{VAULT_PREFIX}"),
-                    "layout": "SecretPerKey",
-                    "auth": {"method": "AppRole", "mount": mount},
-                }),
-            );
+            admin
+                .apply_vault_config(
+                    STORE_NAMESPACE,
+                    name,
+                    json!({
+                        "domain": "finance",
+                        "host": host,
+                        "path": format!("/v1/{VAULT_MOUNT}/data/{VAULT_PREFIX}"),
+                        "layout": "SecretPerKey",
+                        "auth": {"method": "AppRole", "mount": mount},
+                    }),
+                )
+                .await;
         }
-        let kubeconfig = fake.write_kubeconfig(dir.path());
+        let kubeconfig = plane.admin_kubeconfig();
         Ok(Environment {
-            fake,
+            _plane: plane,
+            admin,
             bao,
             ca_pem: bundle.ca_pem,
             kubeconfig,
@@ -134,11 +158,12 @@ impl Environment {
     }
 
     /// Adds `domains` domains, each with a namespace and a store of `keys` keys of 64 bytes.
-    pub fn add_domain_stores(&self, domains: usize, keys: usize) {
+    pub async fn add_domain_stores(&self, domains: usize, keys: usize) {
         for domain in 0..domains {
             let name = format!("bench-domain-{domain:03}");
-            self.fake
-                .apply_namespace(&format!("{name}-jobs"), &[("iomete.com/domain", &name)]);
+            self.admin
+                .apply_namespace(&format!("{name}-jobs"), &[("iomete.com/domain", &name)])
+                .await;
             let values: Vec<(String, Vec<u8>)> = (0..keys)
                 .map(|key| (format!("key-{key:03}"), value_bytes(domain * keys + key)))
                 .collect();
@@ -146,11 +171,13 @@ impl Environment {
                 .iter()
                 .map(|(key, value)| (key.as_str(), value.as_slice()))
                 .collect();
-            self.fake.apply_secret(
-                STORE_NAMESPACE,
-                &format!("iomete-secret-store-{name}"),
-                &data,
-            );
+            self.admin
+                .apply_secret(
+                    STORE_NAMESPACE,
+                    &format!("iomete-secret-store-{name}"),
+                    &data,
+                )
+                .await;
         }
     }
 

@@ -1,5 +1,5 @@
 //! The benchmark harness (`cargo bench --bench harness`, or `scripts/bench.sh`): the release
-//! webhook binary over TLS against the Kubernetes API fake and a real OpenBao, beside two bare
+//! webhook binary over TLS against a real kube-apiserver (with etcd) and a real OpenBao, beside two bare
 //! baselines on the same serving stack (one answers fixed bytes, one parses the request into
 //! `serde_json::Value` and reads its uid first: `baseline.rs`), measured by one load client;
 //! then cold Vault bursts, memory with large stores and start-to-ready time. Prints a Markdown report and writes it
@@ -31,6 +31,9 @@ use serde_json::Value;
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
+
+#[path = "../../tests/support/control_plane/mod.rs"]
+mod control_plane;
 
 #[path = "../common/mod.rs"]
 mod common;
@@ -288,7 +291,10 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
         load_before: report::load_average(),
         load_after: String::new(),
     };
-    progress(started, "starting OpenBao and the Kubernetes API fake");
+    progress(
+        started,
+        "starting OpenBao and the Kubernetes API server (kube-apiserver and etcd)",
+    );
     let environment = Environment::start().await?;
     let cases = cases();
     report.cases = cases.iter().map(|case| (case.name, case.label)).collect();
@@ -613,7 +619,9 @@ async fn large_stores(
     environment: &Environment,
     config: &Config,
 ) -> anyhow::Result<Vec<MemoryRow>> {
-    environment.add_domain_stores(config.domains, config.keys);
+    environment
+        .add_domain_stores(config.domains, config.keys)
+        .await;
     let names = environment.put_vault_secrets(config.vault_values).await;
     let mut webhook = environment.spawn_webhook(&["--vault-cache-ttl", "30m"])?;
     let ready = webhook.wait_ready().await?;

@@ -25,6 +25,8 @@
 //! Why not the `envtest` crate (kube-rs's wrapper of controller-runtime's envtest): see the
 //! README's "Cluster tests" section.
 
+#![allow(dead_code)]
+// each includer (tests, the benchmark harness, the demo) uses its own subset
 // The one place the package uses unsafe code: fork/exec hooks and signals to our own children,
 // each block with its SAFETY argument.
 #![allow(unsafe_code)]
@@ -352,5 +354,9 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
     http(port, "GET", path, None)
 }
 
+mod objects;
 mod server;
+#[allow(unused_imports)]
+pub use objects::{Admin, service_account_user};
+#[allow(unused_imports)]
 pub use server::{ControlPlane, terminate};

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 mod access;
 
@@ -166,6 +166,15 @@ impl ControlPlane {
     /// from their last resourceVersion is too old: 410 Gone for the clients too (or 429
     /// "storage is (re)initializing" when they come back before the re-list is done).
     pub fn compact_etcd_behind_the_api_server(&self) -> i64 {
+        self.write_and_compact_behind_the_api_server(&[])
+    }
+
+    /// As [`ControlPlane::compact_etcd_behind_the_api_server`], with `writes` (etcd key, the
+    /// object as JSON) stored while etcd is away: changes the API server never sees as events,
+    /// as when another API server of an HA control plane took them. The API server learns
+    /// them only from its re-list; its clients only from theirs. The API server reads JSON
+    /// objects from etcd whatever its storage media type (it recognizes every encoding).
+    pub fn write_and_compact_behind_the_api_server(&self, writes: &[(String, Value)]) -> i64 {
         assert!(
             !self.shared,
             "the shared control plane is never restarted by a test"
@@ -179,6 +188,10 @@ impl ControlPlane {
         stop(self);
         self.start_etcd_on(free_port(), peer)
             .unwrap_or_else(|log| panic!("etcd did not start on a side port:\n{log}"));
+        for (key, object) in writes {
+            let put = json!({"key": b64(key), "value": b64(&object.to_string())}).to_string();
+            http(self.etcd_port(), "POST", "/v3/kv/put", Some(&put)).expect("etcd takes a put");
+        }
         for value in ["1", "2", "3"] {
             let put = json!({"key": b64("/iomete-test/revision"), "value": b64(value)}).to_string();
             http(self.etcd_port(), "POST", "/v3/kv/put", Some(&put)).expect("etcd takes a put");

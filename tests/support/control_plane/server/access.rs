@@ -55,6 +55,11 @@ impl ControlPlane {
         self.api_port
     }
 
+    /// kube-apiserver's address, for a proxy in front of it.
+    pub fn api_address(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.api_port))
+    }
+
     pub fn ca_pem(&self) -> &str {
         &self.ca_pem
     }
