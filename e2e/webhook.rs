@@ -2,7 +2,6 @@
 //! KUBECONFIG and store namespace), the TLS clients that speak to it as the API server does, and
 //! its shutdown with everything it printed.
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -16,14 +15,6 @@ use crate::control_plane;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_iomete-secrets-webhook");
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 pub struct Webhook {
     pub child: Child,
     pub dir: tempfile::TempDir,
@@ -31,6 +22,36 @@ pub struct Webhook {
     pub admin_port: u16,
     pub client: reqwest::Client,
     pub http1_client: reqwest::Client,
+}
+
+/// The ports a webhook started with port 0 bound, read from its JSON "serving" line.
+fn bound_ports(child: &mut Child, log: &Path) -> (u16, u16) {
+    let port_of = |line: &Value, field: &str| -> Option<u16> {
+        let address: std::net::SocketAddr = line[field].as_str()?.parse().ok()?;
+        Some(address.port())
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let serving = text
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|line| line["message"] == "serving");
+        if let Some(line) = serving
+            && let (Some(port), Some(admin_port)) =
+                (port_of(&line, "listen"), port_of(&line, "admin_listen"))
+        {
+            return (port, admin_port);
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the webhook exited ({status}) before serving:\n{text}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the webhook did not log its serving ports within 60 s:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 impl Webhook {
@@ -71,14 +92,15 @@ impl Webhook {
     ) -> Webhook {
         // reqwest builds on rustls without a default provider; ours is ring, as in the binary.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let (port, admin_port) = (free_port(), free_port());
         let stdout = std::fs::File::create(dir.path().join("stdout.log")).unwrap();
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).unwrap();
         let mut command = Command::new(BINARY);
         command
             .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            // Port 0: the binary binds free ports and names them in its "serving" line, so no
+            // port is guessed free and then taken by someone else before the binary binds it.
+            .args(["--listen", "127.0.0.1:0"])
+            .args(["--admin-listen", "127.0.0.1:0"])
             .arg("--tls-cert")
             .arg(cert)
             .arg("--tls-key")
@@ -92,7 +114,8 @@ impl Webhook {
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
-        let child = control_plane::spawn_guarded(command).unwrap();
+        let mut child = control_plane::spawn_guarded(command).unwrap();
+        let (port, admin_port) = bound_ports(&mut child, &dir.path().join("stderr.log"));
         Webhook {
             child,
             port,

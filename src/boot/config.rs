@@ -209,7 +209,8 @@ impl ServeArgs {
         if !(1..=65536).contains(&self.max_connections) {
             return Err(ConfigError::MaxConnections);
         }
-        if self.listen == self.admin_listen {
+        // Port 0 on both is fine: each gets a free port of its own.
+        if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError::SamePort(self.listen));
         }
         let timeout = self.admission_timeout;
@@ -325,6 +326,12 @@ mod tests {
     #[case(&["--secrets-v2-enabled", "no"], false)]
     fn secrets_v2_flag_takes_a_value(#[case] extra: &[&str], #[case] expected: bool) {
         assert_eq!(args(extra).unwrap().secrets_v2_enabled, expected);
+    }
+
+    #[test]
+    fn port_zero_on_both_listeners_is_accepted() {
+        let config = args(&["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]).unwrap();
+        assert_eq!(config.listen.port(), 0);
     }
 
     #[test]
