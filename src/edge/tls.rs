@@ -29,20 +29,48 @@ pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
 /// The certificate or key cannot be used; the message names the file.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("cannot read the certificate chain in {path}: {reason}")]
-    Certificate { path: PathBuf, reason: String },
-    #[error("cannot read the private key in {path}: {reason}")]
-    PrivateKey { path: PathBuf, reason: String },
-    #[error("cannot use the client CA in {path}: {reason}")]
-    ClientCa { path: PathBuf, reason: String },
+    #[error("cannot read the certificate chain in {path}: {source}")]
+    Certificate {
+        path: PathBuf,
+        #[source]
+        source: PemProblem,
+    },
+    #[error("cannot read the private key in {path}: {source}")]
+    PrivateKey {
+        path: PathBuf,
+        #[source]
+        source: PemProblem,
+    },
+    #[error("cannot use the client CA in {path}: {source}")]
+    ClientCa {
+        path: PathBuf,
+        #[source]
+        source: PemProblem,
+    },
     #[error("cannot configure TLS: {0}")]
-    Protocol(String),
-    #[error("the certificate in {cert} and the key in {key} cannot be used together: {reason}")]
+    Protocol(#[source] rustls::Error),
+    #[error("the certificate in {cert} and the key in {key} cannot be used together: {source}")]
     Mismatch {
         cert: PathBuf,
         key: PathBuf,
-        reason: String,
+        #[source]
+        source: rustls::Error,
     },
+}
+
+/// What is wrong with one PEM file.
+#[derive(Debug, thiserror::Error)]
+pub enum PemProblem {
+    #[error(transparent)]
+    Read(#[from] std::io::Error),
+    #[error(transparent)]
+    Parse(#[from] rustls::pki_types::pem::Error),
+    #[error("no CERTIFICATE block found")]
+    NoCertificate,
+    #[error(transparent)]
+    Rejected(#[from] rustls::Error),
+    #[error(transparent)]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
 }
 
 /// The files as last loaded, to notice a change without parsing.
@@ -143,11 +171,11 @@ fn not_after(certified: &CertifiedKey) -> i64 {
 fn read_files(cert: &Path, key: &Path) -> Result<FileContents, TlsError> {
     let cert_bytes = std::fs::read(cert).map_err(|error| TlsError::Certificate {
         path: cert.to_owned(),
-        reason: error.to_string(),
+        source: error.into(),
     })?;
     let key_bytes = std::fs::read(key).map_err(|error| TlsError::PrivateKey {
         path: key.to_owned(),
-        reason: error.to_string(),
+        source: error.into(),
     })?;
     Ok((cert_bytes, key_bytes))
 }
@@ -162,25 +190,25 @@ fn certified_key(
         .collect::<Result<_, _>>()
         .map_err(|error| TlsError::Certificate {
             path: cert.to_owned(),
-            reason: error.to_string(),
+            source: error.into(),
         })?;
     if chain.is_empty() {
         return Err(TlsError::Certificate {
             path: cert.to_owned(),
-            reason: "no CERTIFICATE block found".into(),
+            source: PemProblem::NoCertificate,
         });
     }
     let private_key =
         PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| TlsError::PrivateKey {
             path: key.to_owned(),
-            reason: error.to_string(),
+            source: error.into(),
         })?;
     CertifiedKey::from_der(chain, private_key, provider)
         .map(Arc::new)
-        .map_err(|error| TlsError::Mismatch {
+        .map_err(|source| TlsError::Mismatch {
             cert: cert.to_owned(),
             key: key.to_owned(),
-            reason: error.to_string(),
+            source,
         })
 }
 
@@ -211,7 +239,7 @@ pub fn server_config(
     let provider = certificates.provider.clone();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|error| TlsError::Protocol(error.to_string()))?;
+        .map_err(TlsError::Protocol)?;
     let builder = match client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => builder.with_client_cert_verifier(client_verifier(path, provider)?),
@@ -225,22 +253,22 @@ fn client_verifier(
     path: &Path,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, TlsError> {
-    let invalid = |reason: String| TlsError::ClientCa {
+    let invalid = |source: PemProblem| TlsError::ClientCa {
         path: path.to_owned(),
-        reason,
+        source,
     };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.to_string()))? {
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| invalid(e.into()))? {
         roots
-            .add(cert.map_err(|e| invalid(e.to_string()))?)
-            .map_err(|e| invalid(e.to_string()))?;
+            .add(cert.map_err(|e| invalid(e.into()))?)
+            .map_err(|e| invalid(e.into()))?;
     }
     if roots.is_empty() {
-        return Err(invalid("no CERTIFICATE block found".into()));
+        return Err(invalid(PemProblem::NoCertificate));
     }
     rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
         .build()
-        .map_err(|e| invalid(e.to_string()))
+        .map_err(|e| invalid(e.into()))
 }
 
 #[cfg(test)]
