@@ -38,11 +38,13 @@ fn fetched_values_do_not_print_them() {
     let fetched = FetchedValue {
         value: canary(),
         warning: None,
+        version: Some("v1".into()),
     };
     assert_redacted("FetchedValue", format!("{fetched:?}"));
     let all = Fetched {
         values: HashMap::from([(secret(), canary())]),
         warnings: Vec::new(),
+        versions: Default::default(),
     };
     assert_redacted("Fetched", format!("{all:?}"));
 }

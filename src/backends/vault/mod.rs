@@ -14,6 +14,7 @@ mod error;
 pub mod metrics;
 pub mod resource;
 pub mod status;
+pub mod versions;
 
 pub use error::VaultFetchError;
 
@@ -196,7 +197,7 @@ impl VaultBackend {
         let metrics = &self.inner.metrics;
         let read = async {
             let started = Instant::now();
-            let fields = connection.read(&location.path).await;
+            let fields = connection.read_secret(&location.path).await;
             metrics.read(config_name, started.elapsed());
             fields
         };
@@ -208,7 +209,7 @@ impl VaultBackend {
             .map_err(|error| failed(VaultFetchError::from_client(target, &error)))?;
         metrics.lookup(config_name, lookup.source.label());
         let api_path = target.api_path(&location.path);
-        let value = match lookup.fields.get(&location.field) {
+        let value = match lookup.secret.fields.get(&location.field) {
             Some(FieldValue::Text(value)) => SecretString::from(value.expose_secret()),
             Some(FieldValue::NotText(kind)) => {
                 return Err(failed(VaultFetchError::FieldNotText {
@@ -232,7 +233,12 @@ impl VaultBackend {
             )),
             _ => None,
         };
-        Ok(FetchedValue { value, warning })
+        let version = lookup.secret.version.map(vault_version);
+        Ok(FetchedValue {
+            value,
+            warning,
+            version,
+        })
     }
 
     /// The VaultConfig named `name`, as the cache holds it.
@@ -397,6 +403,11 @@ impl Identity {
             && self.uid == config.metadata.uid
             && self.spec == config.spec
     }
+}
+
+/// The version identifier recorded for a Vault read: the KV v2 version number.
+pub fn vault_version(version: u64) -> String {
+    format!("v{version}")
 }
 
 /// A digest of the credentials, to notice rotation without keeping a second copy.
