@@ -15,6 +15,8 @@ use crate::backends::vault::VaultSettings;
 use crate::backends::vault::client::Timeouts;
 use crate::decision::names::is_dns_label;
 
+pub use super::tool_args::{AuditArgs, CatalogueArgs, CheckArgs, ToolArgs, VaultCommand};
+
 /// A flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -60,6 +62,15 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the VaultConfig CustomResourceDefinition (JSON, which kubectl applies as YAML).
     Crd,
+    /// Admin tool: check the secret references of manifests before deploying them.
+    Check(Box<CheckArgs>),
+    /// Admin tool: what a namespace may reference, by scope and source.
+    Catalogue(Box<CatalogueArgs>),
+    /// Admin tool: Vault configurations.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// Admin tool: pods that missed injection or hold a secret that has since been rotated.
+    Audit(Box<AuditArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -187,22 +198,11 @@ pub struct ServeConfig {
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        if !is_dns_label(&self.store_namespace) {
-            return Err(ConfigError::StoreNamespace(self.store_namespace.clone()));
-        }
-        let mut admin_namespaces: BTreeSet<String> = BTreeSet::new();
-        for namespace in self.admin_namespaces.iter().map(|ns| ns.trim()) {
-            if !is_dns_label(namespace) {
-                return Err(ConfigError::AdminNamespace(namespace.to_owned()));
-            }
-            admin_namespaces.insert(namespace.to_owned());
-        }
-        if admin_namespaces.is_empty() {
-            admin_namespaces.insert(self.store_namespace.clone());
-        }
-        if !is_label_key(&self.domain_label) {
-            return Err(ConfigError::DomainLabel(self.domain_label.clone()));
-        }
+        let stores = scope_policy(
+            &self.store_namespace,
+            &self.admin_namespaces,
+            &self.domain_label,
+        )?;
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
         }
@@ -232,11 +232,7 @@ impl ServeArgs {
             tls_key: self.tls_key.clone(),
             client_ca: self.client_ca.clone(),
             admin_listen: self.admin_listen,
-            stores: ScopePolicy {
-                store_namespace: self.store_namespace.clone(),
-                admin_namespaces,
-                domain_label: self.domain_label.clone(),
-            },
+            stores,
             secrets_v2_enabled: self.secrets_v2_enabled,
             admission_timeout: timeout,
             max_in_flight: self.max_in_flight,
@@ -253,6 +249,36 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// The scope policy from its three flags, shared by `serve` and the admin tools so both
+/// classify namespaces alike.
+pub fn scope_policy(
+    store_namespace: &str,
+    admin_namespaces: &[String],
+    domain_label: &str,
+) -> Result<ScopePolicy, ConfigError> {
+    if !is_dns_label(store_namespace) {
+        return Err(ConfigError::StoreNamespace(store_namespace.to_owned()));
+    }
+    let mut admins: BTreeSet<String> = BTreeSet::new();
+    for namespace in admin_namespaces.iter().map(|ns| ns.trim()) {
+        if !is_dns_label(namespace) {
+            return Err(ConfigError::AdminNamespace(namespace.to_owned()));
+        }
+        admins.insert(namespace.to_owned());
+    }
+    if admins.is_empty() {
+        admins.insert(store_namespace.to_owned());
+    }
+    if !is_label_key(domain_label) {
+        return Err(ConfigError::DomainLabel(domain_label.to_owned()));
+    }
+    Ok(ScopePolicy {
+        store_namespace: store_namespace.to_owned(),
+        admin_namespaces: admins,
+        domain_label: domain_label.to_owned(),
+    })
 }
 
 /// A Kubernetes label key: `[prefix/]name`, prefix a DNS subdomain, name a qualified name.
