@@ -35,6 +35,7 @@ mod proxy;
 mod reinvocation;
 mod selection;
 mod spark;
+mod tools;
 
 use env::Cluster;
 pub use support::with_env_secrets;

@@ -340,7 +340,9 @@ pub fn report(checks: Vec<TemplateCheck>, offline: bool) -> Report {
                 ),
             };
         }
-        if !check.pod.is_ok() {
+        // The pod's verdict repeats a reference's when that one is the first problem.
+        let repeated = check.references.iter().any(|r| r.verdict == check.pod);
+        if !check.pod.is_ok() && !repeated {
             let _ = writeln!(human, "  pod     {}", check.pod);
         }
     }
