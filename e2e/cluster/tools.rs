@@ -8,6 +8,8 @@
 //! cluster; a pod bypasses the webhook through the shipped objectSelector (the webhook's own
 //! label), as a pod created while the webhook was unregistered would.
 
+mod vault;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
