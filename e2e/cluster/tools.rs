@@ -8,6 +8,7 @@
 //! cluster; a pod bypasses the webhook through the shipped objectSelector (the webhook's own
 //! label), as a pod created while the webhook was unregistered would.
 
+mod auditor;
 mod vault;
 
 use std::path::{Path, PathBuf};

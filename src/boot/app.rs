@@ -18,6 +18,7 @@ use crate::edge::admin::{self, AdminState};
 use crate::edge::metrics::Metrics;
 use crate::edge::server::{self, Listeners, ServerError, WebhookState};
 use crate::edge::tls::ServerTls;
+use crate::tools::auditor::{self, AuditorMetrics};
 
 /// Whether the webhook answers admissions correctly now: true once the caches have synced,
 /// false again when shutdown begins. The admin endpoint's `/readyz` reads it.
@@ -47,6 +48,7 @@ pub async fn run(
 
     let (stores, drive_watches) = KubernetesCaches::watch(client.clone(), config.stores.clone());
     let metrics = Arc::new(Metrics::new());
+    let auditor_client = client.clone();
     let (vault, drive_vault) = VaultBackend::watch(
         client,
         config.vault.clone(),
@@ -56,11 +58,23 @@ pub async fn run(
     let ready = Readiness::default();
     let readiness = tokio::spawn(ready_once_caches_fresh(stores.clone(), ready.clone()));
     let stop_readiness = readiness.abort_handle();
-    let background = [
+    let mut background = vec![
         tokio::spawn(drive_watches),
         tokio::spawn(drive_vault),
         readiness,
     ];
+    // The opt-in pod auditor (`--audit-pods`): its gauges are appended to `/metrics`.
+    let auditor = config.audit_pods.map(|interval| {
+        let auditor_metrics = Arc::new(AuditorMetrics::default());
+        background.push(tokio::spawn(auditor::run(
+            auditor_client,
+            stores.clone(),
+            vault.clone(),
+            auditor_metrics.clone(),
+            interval,
+        )));
+        auditor_metrics
+    });
     // Once shutdown begins, caches that finish syncing must not make the webhook ready again.
     let shutdown = async move {
         shutdown.await;
@@ -70,7 +84,13 @@ pub async fn run(
     let (scraped, sizes_source) = (metrics.clone(), stores.clone());
     let admin = admin::router(AdminState {
         ready: ready.clone(),
-        metrics: Arc::new(move || scraped.render(sizes_source.sizes())),
+        metrics: Arc::new(move || {
+            let mut text = scraped.render(sizes_source.sizes());
+            if let Some(auditor) = &auditor {
+                auditor.append_to(&mut text);
+            }
+            text
+        }),
     });
     let backends = Arc::new(Backends {
         kubernetes: stores,

@@ -45,6 +45,8 @@ pub enum ConfigError {
     },
     #[error("--vault-check-interval must be at least 5s, got {0:?}")]
     VaultCheckInterval(Duration),
+    #[error("--audit-interval must be at least 1s, got {0:?}")]
+    AuditInterval(Duration),
 }
 
 #[derive(Debug, Parser)]
@@ -178,6 +180,13 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "IOMETE_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Audit every pod of the cluster (missed injection, outdated secrets): gauges and Events.
+    /// Off by default; needs the extra RBAC of deploy/audit-pods.
+    #[arg(long, env = "IOMETE_SECRETS_AUDIT_PODS")]
+    pub audit_pods: bool,
+    /// How often `--audit-pods` lists the pods.
+    #[arg(long, env = "IOMETE_SECRETS_AUDIT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub audit_interval: Duration,
 }
 
 /// Validated configuration for `serve`.
@@ -194,6 +203,8 @@ pub struct ServeConfig {
     pub max_in_flight: usize,
     pub max_connections: usize,
     pub vault: VaultSettings,
+    /// `Some(interval)`: audit the cluster's pods this often (`--audit-pods`).
+    pub audit_pods: Option<Duration>,
 }
 
 impl ServeArgs {
@@ -226,6 +237,9 @@ impl ServeArgs {
         if self.vault_check_interval < Duration::from_secs(5) {
             return Err(ConfigError::VaultCheckInterval(self.vault_check_interval));
         }
+        if self.audit_interval < Duration::from_secs(1) {
+            return Err(ConfigError::AuditInterval(self.audit_interval));
+        }
         Ok(ServeConfig {
             listen: self.listen,
             tls_cert: self.tls_cert.clone(),
@@ -247,6 +261,7 @@ impl ServeArgs {
                 },
                 check_interval: self.vault_check_interval,
             },
+            audit_pods: self.audit_pods.then_some(self.audit_interval),
         })
     }
 }

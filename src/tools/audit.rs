@@ -25,6 +25,7 @@ use serde_json::json;
 use super::cluster::{self, ClusterView};
 use super::{Report, ToolError};
 use crate::admission::AdmissionError;
+use crate::backends::{KubernetesCaches, VaultBackend};
 use crate::boot::tool_args::AuditArgs;
 use crate::decision::injection;
 use crate::decision::legacy::parse_template;
@@ -114,11 +115,7 @@ pub fn classify(pod: &Pod, current: &dyn Fn(&str) -> Current) -> Vec<Finding> {
             }
         }
     }
-    let annotations = pod.metadata.annotations.as_ref();
-    let recorded: Option<BTreeMap<String, String>> = annotations
-        .and_then(|annotations| annotations.get(VERSIONS_ANNOTATION))
-        .map(|text| serde_json::from_str(text).unwrap_or_default());
-    let recorded = recorded.unwrap_or_default();
+    let recorded = recorded_versions(pod);
     let executor = spark::is_executor(pod.metadata.labels.as_ref());
     let delivered: BTreeSet<String> = references
         .env
@@ -231,61 +228,12 @@ pub async fn run(args: &AuditArgs) -> Result<Report, ToolError> {
     };
     let pods = cluster::list(&pods_api, "pods", &scope).await?;
     let view = ClusterView::read(&client, policy, Some(&[]), args.vault_timeout).await?;
-    let mut current: BTreeMap<String, Current> = view
-        .caches
-        .stores()
-        .into_iter()
-        .flat_map(|listing| {
-            let id = listing.store.id().to_owned();
-            let version = listing.version.clone();
-            listing.keys.into_iter().map(move |key| {
-                let now = version.clone().map_or(
-                    Current::Unknown("the store has no version".into()),
-                    Current::Version,
-                );
-                (format!("KUBERNETES/{id}/{key}"), now)
-            })
-        })
+    let read: Vec<(&KubePod, Pod)> = pods
+        .iter()
+        .filter_map(|pod| Some((pod, decision_pod(pod)?)))
         .collect();
-    let mut read = Vec::new();
-    for pod in &pods {
-        let Some(decision) = decision_pod(pod) else {
-            continue;
-        };
-        let recorded = decision
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(VERSIONS_ANNOTATION))
-            .and_then(|text| serde_json::from_str::<BTreeMap<String, String>>(text).ok())
-            .unwrap_or_default();
-        for reference in recorded.keys() {
-            if current.contains_key(reference) {
-                continue;
-            }
-            let now = match parse_reference(reference) {
-                Some(("VAULT", config, key)) => {
-                    match view.vault.current_version(config, key).await {
-                        Ok(now) => Current::Version(now.version),
-                        Err(error) => {
-                            let error = AdmissionError::from(error);
-                            if error.kind().code == 404 {
-                                Current::Gone(format!("gone: {}", error.message()))
-                            } else {
-                                Current::Unknown(error.message())
-                            }
-                        }
-                    }
-                }
-                Some(("KUBERNETES", id, key)) => Current::Gone(format!(
-                    "gone: store {id:?} has no key {key:?} (or the store does not exist)"
-                )),
-                _ => Current::Unknown("not a reference".into()),
-            };
-            current.insert(reference.clone(), now);
-        }
-        read.push((pod, decision));
-    }
+    let decisions: Vec<&Pod> = read.iter().map(|(_, decision)| decision).collect();
+    let current = current_versions(&view.caches, &view.vault, &decisions).await;
     let lookup = |reference: &str| {
         current
             .get(reference)
@@ -311,8 +259,68 @@ pub async fn run(args: &AuditArgs) -> Result<Report, ToolError> {
     Ok(report(pods.len(), &listed, filter.as_deref()))
 }
 
+/// The current version of every reference the stores hold and every reference `pods` recorded
+/// (Vault ones by a KV v2 metadata read each, once per reference).
+pub async fn current_versions(
+    caches: &KubernetesCaches,
+    vault: &VaultBackend,
+    pods: &[&Pod],
+) -> BTreeMap<String, Current> {
+    let mut current: BTreeMap<String, Current> = caches
+        .stores()
+        .into_iter()
+        .flat_map(|listing| {
+            let id = listing.store.id().to_owned();
+            let version = listing.version.clone();
+            listing.keys.into_iter().map(move |key| {
+                let now = version.clone().map_or(
+                    Current::Unknown("the store has no version".into()),
+                    Current::Version,
+                );
+                (format!("KUBERNETES/{id}/{key}"), now)
+            })
+        })
+        .collect();
+    for pod in pods {
+        for reference in recorded_versions(pod).into_keys() {
+            if current.contains_key(&reference) {
+                continue;
+            }
+            let now = match parse_reference(&reference) {
+                Some(("VAULT", config, key)) => match vault.current_version(config, key).await {
+                    Ok(now) => Current::Version(now.version),
+                    Err(error) => {
+                        let error = AdmissionError::from(error);
+                        if error.kind().code == 404 {
+                            Current::Gone(format!("gone: {}", error.message()))
+                        } else {
+                            Current::Unknown(error.message())
+                        }
+                    }
+                },
+                Some(("KUBERNETES", id, key)) => Current::Gone(format!(
+                    "gone: store {id:?} has no key {key:?} (or the store does not exist)"
+                )),
+                _ => Current::Unknown("not a reference".into()),
+            };
+            current.insert(reference, now);
+        }
+    }
+    current
+}
+
+/// The versions annotation of `pod` (empty when absent or not a JSON object of strings).
+fn recorded_versions(pod: &Pod) -> BTreeMap<String, String> {
+    pod.metadata
+        .annotations
+        .as_ref()
+        .and_then(|annotations| annotations.get(VERSIONS_ANNOTATION))
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default()
+}
+
 /// The pod as the decision reads it.
-fn decision_pod(pod: &KubePod) -> Option<Pod> {
+pub fn decision_pod(pod: &KubePod) -> Option<Pod> {
     serde_json::to_value(pod)
         .ok()
         .and_then(|value| serde_json::from_value(value).ok())

@@ -13,6 +13,7 @@
 //! not run: see [`ToolError`]).
 
 pub mod audit;
+pub mod auditor;
 pub mod catalogue;
 pub mod check;
 pub mod cluster;
