@@ -14,16 +14,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
 mod http;
+mod refusal;
 mod wire;
 
 use self::http::{AUTH_ANSWER_CAP, KV_ANSWER_CAP, Reply, VaultHttp};
+use self::refusal::{classify, classify_login};
 use self::wire::{
     AppRoleLogin, AuthAnswer, Data, Lookup, Secret, SecretMetadata, not_an_answer, parse,
 };
@@ -382,48 +383,5 @@ fn field_value(value: Value) -> FieldValue {
         Value::Null => FieldValue::NotText("null"),
         Value::Array(_) => FieldValue::NotText("a JSON array"),
         Value::Object(_) => FieldValue::NotText("a JSON object"),
-    }
-}
-
-/// Maps a refusal to what the webhook answers; `path` names what was asked for.
-fn classify(status: StatusCode, path: &str) -> VaultError {
-    match status {
-        StatusCode::NOT_FOUND => VaultError::NotFound(path.to_owned()),
-        StatusCode::FORBIDDEN => VaultError::PermissionDenied {
-            path: path.to_owned(),
-        },
-        StatusCode::SERVICE_UNAVAILABLE => {
-            VaultError::Unavailable("Vault is sealed or in standby (503)".into())
-        }
-        other => VaultError::Unavailable(format!("Vault answered {}", describe(other))),
-    }
-}
-
-/// Maps a refused AppRole login: a refusal names the mount and the status code.
-fn classify_login(status: StatusCode, mount: &str) -> VaultError {
-    match status {
-        // AppRole answers a wrong role ID or secret ID with 400.
-        StatusCode::BAD_REQUEST => VaultError::LoginRefused(format!(
-            "AppRole login at auth/{mount} answered 400: the role ID or secret ID was not accepted"
-        )),
-        StatusCode::FORBIDDEN => VaultError::LoginRefused(format!(
-            "AppRole login at auth/{mount} answered 403: permission denied"
-        )),
-        StatusCode::NOT_FOUND => {
-            VaultError::LoginRefused(format!("no AppRole auth mount at auth/{mount}"))
-        }
-        other => classify(other, ""),
-    }
-}
-
-/// A status code and its standard reason phrase (fixed text, never what the server sent).
-fn describe(status: StatusCode) -> String {
-    let code = status.as_u16();
-    match status.canonical_reason() {
-        Some(reason) if status.is_redirection() => {
-            format!("{code} {reason} (redirects are not followed)")
-        }
-        Some(reason) => format!("{code} {reason}"),
-        None => code.to_string(),
     }
 }

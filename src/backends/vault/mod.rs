@@ -17,6 +17,7 @@ pub mod status;
 pub mod versions;
 
 pub use error::VaultFetchError;
+pub use versions::vault_version;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -403,11 +404,6 @@ impl Identity {
             && self.uid == config.metadata.uid
             && self.spec == config.spec
     }
-}
-
-/// The version identifier recorded for a Vault read: the KV v2 version number.
-pub fn vault_version(version: u64) -> String {
-    format!("v{version}")
 }
 
 /// A digest of the credentials, to notice rotation without keeping a second copy.

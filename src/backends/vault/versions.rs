@@ -6,8 +6,13 @@
 //! policy the tools' credentials need is `read` on `<mount>/metadata/<prefix>/*`, not on the
 //! data path. The webhook itself never calls this.
 
-use super::{VaultBackend, VaultFetchError, vault_version};
+use super::{VaultBackend, VaultFetchError};
 use crate::backends::BackendError;
+
+/// The version identifier recorded for a Vault read: the KV v2 version number.
+pub fn vault_version(version: u64) -> String {
+    format!("v{version}")
+}
 
 /// The current version of the secret a reference's key names under a configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
