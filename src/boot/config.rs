@@ -351,6 +351,15 @@ mod tests {
         assert_eq!(config.vault.cache_ttl, Duration::from_secs(30));
         assert_eq!(config.vault.stale_if_error, None);
         assert_eq!(config.vault.timeouts.request, Duration::from_secs(3));
+        assert_eq!(config.audit_pods, None, "the pod auditor is opt-in");
+    }
+
+    #[test]
+    fn the_pod_auditor_is_turned_on_with_its_interval() {
+        let config = args(&["--audit-pods", "--audit-interval", "30s"]).unwrap();
+        assert_eq!(config.audit_pods, Some(Duration::from_secs(30)));
+        let error = args(&["--audit-pods", "--audit-interval", "0s"]).unwrap_err();
+        assert!(error.contains("--audit-interval"), "{error}");
     }
 
     #[test]

@@ -128,3 +128,80 @@ pub struct AuditArgs {
     #[arg(long, env = "IOMETE_SECRETS_VAULT_TIMEOUT", default_value = "5s", value_parser = humantime::parse_duration)]
     pub vault_timeout: std::time::Duration,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use rstest::rstest;
+
+    use super::*;
+    use crate::boot::config::{Cli, Command};
+
+    fn parse(argv: &[&str]) -> Result<Command, String> {
+        let mut all = vec!["iomete-secrets-webhook"];
+        all.extend_from_slice(argv);
+        Cli::try_parse_from(all)
+            .map(|cli| cli.command)
+            .map_err(|error| error.to_string())
+    }
+
+    #[test]
+    fn check_takes_files_namespace_offline_and_output() {
+        let Ok(Command::Check(check)) = parse(&[
+            "check",
+            "-f",
+            "a.yaml,dir",
+            "-f",
+            "-",
+            "-n",
+            "spark-jobs",
+            "--offline",
+            "-o",
+            "json",
+        ]) else {
+            panic!("not check");
+        };
+        assert_eq!(check.files, ["a.yaml", "dir", "-"]);
+        assert_eq!(check.namespace.as_deref(), Some("spark-jobs"));
+        assert!(check.offline);
+        assert_eq!(check.tool.output, OutputFormat::Json);
+        assert_eq!(check.tool.store_namespace, "iomete-system");
+    }
+
+    #[rstest]
+    #[case::check_needs_files(&["check"])]
+    #[case::catalogue_needs_a_namespace(&["catalogue"])]
+    #[case::vault_test_needs_a_name(&["vault", "test"])]
+    #[case::unknown_output(&["audit", "-o", "yaml"])]
+    fn incomplete_tool_flags_are_refused(#[case] argv: &[&str]) {
+        assert!(parse(argv).is_err(), "{argv:?}");
+    }
+
+    #[test]
+    fn audit_and_vault_test_parse() {
+        let Ok(Command::Audit(audit)) = parse(&["audit", "--secret", "KUBERNETES/finance/k"])
+        else {
+            panic!("not audit");
+        };
+        assert_eq!(audit.secret.as_deref(), Some("KUBERNETES/finance/k"));
+        assert_eq!(audit.namespace, None);
+        let Ok(Command::Vault(VaultCommand::Test(test))) = parse(&["vault", "test", "vault-a"])
+        else {
+            panic!("not vault test");
+        };
+        assert_eq!(test.name, "vault-a");
+    }
+
+    /// The tools validate the scope flags as `serve` does, naming the flag.
+    #[rstest]
+    #[case(&["catalogue", "-n", "x", "--store-namespace", "Bad_NS"], "--store-namespace")]
+    #[case(&["catalogue", "-n", "x", "--admin-namespaces", "ok,Bad_NS"], "--admin-namespaces")]
+    #[case(&["catalogue", "-n", "x", "--domain-label", "a/b/c"], "--domain-label")]
+    fn scope_flags_are_validated_as_serve_does(#[case] argv: &[&str], #[case] flag: &str) {
+        let Ok(Command::Catalogue(catalogue)) = parse(argv) else {
+            panic!("not catalogue");
+        };
+        let error = catalogue.tool.scope_policy().unwrap_err().to_string();
+        assert!(error.contains(flag), "{error}");
+    }
+}

@@ -1,13 +1,15 @@
-//! `serve --audit-pods` on the real control plane, as the shipped ServiceAccount with the RBAC of
-//! the opt-in component `deploy/audit-pods`: gauges per namespace and one Event per pod and
-//! reason, however many rounds pass.
+//! A pod created while the webhook was unregistered, found by `audit` and by `serve
+//! --audit-pods` on the real control plane (its own: the registration is deleted), the auditor
+//! running as the shipped ServiceAccount with the RBAC of the opt-in component
+//! `deploy/audit-pods`: gauges per namespace and one Event per pod and reason, however many
+//! rounds pass.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{bypassing, pod};
+use super::{admin, exit_code, json_of, pod, tool};
 use crate::control_plane::{free_port, http_get, spawn_guarded, terminate};
 use crate::env::{Cluster, SERVICE_ACCOUNT, STORE_NAMESPACE, apply, binary};
 use crate::{apply_pod, assert_no_canary, assert_success};
@@ -76,9 +78,10 @@ fn events(cluster: &Cluster, namespace: &str) -> Vec<(String, String, String)> {
 
 #[test]
 fn the_pod_auditor_reports_gauges_and_rate_limited_events() {
-    let Some(cluster) = Cluster::shared("the_pod_auditor_reports") else {
+    let Some(cluster) = Cluster::dedicated("the_pod_auditor_reports") else {
         return;
     };
+    let cluster = &cluster;
     let rendered = with_component(cluster);
     let deployment = rendered.iter().find(|o| o["kind"] == "Deployment").unwrap();
     assert!(
@@ -102,11 +105,25 @@ fn the_pod_auditor_reports_gauges_and_rate_limited_events() {
         &pod(namespace, "served", &[("K", "k", domain)]),
         &[],
     ));
+    // Unregistered, the webhook is never called: the pod is stored as written.
+    let registration = cluster.shipped_webhook_configuration();
+    let name = registration["metadata"]["name"].as_str().unwrap();
+    cluster
+        .plane
+        .kubectl_ok(&["delete", "mutatingwebhookconfiguration", name], None);
     assert_success(&apply_pod(
         cluster,
-        &bypassing(pod(namespace, "bypassed", &[("K", "k", domain)])),
+        &pod(namespace, "unregistered", &[("K", "k", domain)]),
         &[],
     ));
+    let audited = tool(&admin(cluster), &["audit", "-n", namespace, "-o", "json"]);
+    assert_eq!(exit_code(&audited), 1);
+    let report = json_of(&audited);
+    assert_eq!(report["pods"][0]["name"], "unregistered", "{report}");
+    assert_eq!(
+        report["pods"][0]["findings"][0]["finding"], "missed_injection",
+        "{report}"
+    );
     cluster.store(domain, &[("k", "cluster-canary-auditor-v2")]);
 
     // The auditor as the shipped ServiceAccount, which the component's binding extends.
@@ -163,8 +180,8 @@ fn the_pod_auditor_reports_gauges_and_rate_limited_events() {
     assert_eq!(
         told,
         [
-            ("bypassed".to_owned(), "SecretsNotInjected".to_owned()),
             ("served".to_owned(), "SecretVersionOutdated".to_owned()),
+            ("unregistered".to_owned(), "SecretsNotInjected".to_owned()),
         ]
     );
 }
