@@ -4,7 +4,9 @@
 //! - [`check`]: the webhook's own decision run on manifests before they are deployed;
 //! - [`catalogue`]: what a namespace may reference, by scope and source;
 //! - [`vault_test`]: a VaultConfig's connection test, the check behind its `Ready` condition;
-//! - [`audit`]: pods that missed injection, and pods holding a secret rotated since.
+//! - [`audit`]: pods that missed injection, and pods holding a secret rotated since;
+//! - [`auditor`]: the same classification in the webhook (`serve --audit-pods`, opt-in), as
+//!   gauges and Events.
 //!
 //! Pure pieces ([`manifest`], the verdicts, the audit classification) are plain functions; the
 //! one read of the cluster is [`cluster`]. The tools read and never write, never print a value,
