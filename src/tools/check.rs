@@ -55,6 +55,16 @@ pub struct TemplateCheck {
 }
 
 impl TemplateCheck {
+    /// No verdict yet on `template`, created in `namespace`.
+    fn new(template: &Template, namespace: &str) -> Self {
+        TemplateCheck {
+            origin: template.origin.clone(),
+            namespace: namespace.to_owned(),
+            pod: Verdict::Ok,
+            references: Vec::new(),
+        }
+    }
+
     /// Denied references, or one for the pod when it is denied for another reason.
     pub fn problems(&self) -> usize {
         let denied = self
@@ -157,12 +167,7 @@ fn as_new(pod: &Pod) -> Pod {
 /// The grammar only: the strict parser and the legacy placeholder grammar.
 pub fn offline(template: &Template, namespace: &str) -> TemplateCheck {
     let pod = as_new(&template.pod);
-    let mut check = TemplateCheck {
-        origin: template.origin.clone(),
-        namespace: namespace.to_owned(),
-        pod: Verdict::Ok,
-        references: Vec::new(),
-    };
+    let mut check = TemplateCheck::new(template, namespace);
     match injection::parse_references(&pod) {
         Ok(references) => {
             for (reference, _) in described(&references) {
@@ -223,12 +228,7 @@ fn described(references: &References) -> Vec<(String, References)> {
 /// The webhook's decision on `template`, created in `namespace`, against the cluster.
 pub async fn check(view: &ClusterView, template: &Template, namespace: &str) -> TemplateCheck {
     let pod = as_new(&template.pod);
-    let mut check = TemplateCheck {
-        origin: template.origin.clone(),
-        namespace: namespace.to_owned(),
-        pod: Verdict::Ok,
-        references: Vec::new(),
-    };
+    let mut check = TemplateCheck::new(template, namespace);
     if !injection::mentions_secrets(&pod) {
         return check;
     }

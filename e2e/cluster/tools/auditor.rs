@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{admin, exit_code, json_of, pod, tool};
 use crate::control_plane::{free_port, http_get, spawn_guarded, terminate};
-use crate::env::{Cluster, SERVICE_ACCOUNT, STORE_NAMESPACE, apply, binary};
+use crate::env::{Cluster, SERVICE_ACCOUNT, STORE_NAMESPACE, apply, binary, render_kustomization};
 use crate::{apply_pod, assert_no_canary, assert_success};
 
 /// Stops the auditor however the test ends.
@@ -42,15 +42,7 @@ fn with_component(cluster: &Cluster) -> Vec<Value> {
     )
     .unwrap();
     let overlay = dir.path().join("overlay").display().to_string();
-    let yaml = cluster.plane.kubectl_ok(&["kustomize", &overlay], None);
-    let json = cluster.plane.kubectl_ok(
-        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
-        Some(&yaml),
-    );
-    serde_json::Deserializer::from_str(&json)
-        .into_iter::<Value>()
-        .map(Result::unwrap)
-        .collect()
+    render_kustomization(&cluster.plane, &overlay)
 }
 
 fn events(cluster: &Cluster, namespace: &str) -> Vec<(String, String, String)> {

@@ -2,11 +2,10 @@
 //! that refuses the read), `check` confirming a Vault path by a metadata read, and `audit`
 //! listing the pod that holds a Vault secret rotated since it was created.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use super::{admin, exit_code, json_of, tool};
+use crate::changes::wait_for_condition;
 use crate::env::{Cluster, STORE_NAMESPACE, apply};
 use crate::support::openbao::OpenBao;
 use crate::{apply_pod, assert_no_canary, assert_success, stderr, stdout};
@@ -22,34 +21,6 @@ fn vault_pod(namespace: &str, name: &str, config: &str, key: &str) -> Value {
                      "annotations": {"secrets.iomete.com/env-secrets": list.to_string()}},
         "spec": {"containers": [{"name": "main", "image": "busybox"}]},
     })
-}
-
-/// Waits until the webhook has checked `name` (its Ready condition is written).
-fn wait_until_checked(cluster: &Cluster, name: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let text = cluster.plane.kubectl_ok(
-            &[
-                "get",
-                "vaultconfig",
-                name,
-                "-n",
-                STORE_NAMESPACE,
-                "-o",
-                "json",
-            ],
-            None,
-        );
-        let config: Value = serde_json::from_str(&text).unwrap();
-        if let Some(ready) = config["status"]["conditions"]
-            .as_array()
-            .and_then(|conditions| conditions.iter().find(|c| c["type"] == "Ready"))
-        {
-            return ready.clone();
-        }
-        assert!(Instant::now() < deadline, "not checked: {config}");
-        std::thread::sleep(Duration::from_millis(300));
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -98,8 +69,12 @@ path "secret/metadata/cluster/tools/*" { capabilities = ["read"] }"#,
             }),
         );
     }
-    assert_eq!(wait_until_checked(cluster, "vault-tools")["status"], "True");
-    wait_until_checked(cluster, "vault-tools-refused");
+    // The webhook has seen both (it wrote their conditions).
+    assert_eq!(
+        wait_for_condition(cluster, "vault-tools", "Connected")["status"],
+        "True"
+    );
+    wait_for_condition(cluster, "vault-tools-refused", "ReadDenied");
 
     let ready = tool(&admin(cluster), &["vault", "test", "vault-tools"]);
     assert_eq!(exit_code(&ready), 0, "{}{}", stdout(&ready), stderr(&ready));
