@@ -1,14 +1,40 @@
-//! Entry point: parse flags, validate them, set up logging and the Kubernetes client, serve.
+//! Entry point: parse flags, validate them, set up logging and the Kubernetes client, serve; or
+//! run an admin tool. Installed as `kubectl-iomete_secrets`, the binary is the kubectl plugin
+//! `kubectl iomete-secrets` with the same subcommands.
+
+use std::io::Write as _;
+use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
-use iomete_secrets_webhook::boot::config::{Cli, Command};
+use clap::{CommandFactory, FromArgMatches, Parser};
+use iomete_secrets_webhook::boot::config::{Cli, Command, VaultCommand};
+use iomete_secrets_webhook::boot::tool_args::{OutputFormat, ToolArgs};
 use iomete_secrets_webhook::boot::{app, certs};
 use iomete_secrets_webhook::edge::{telemetry, tls};
+use iomete_secrets_webhook::tools::{self, Report, ToolError};
+
+/// The file name kubectl looks for to run `kubectl iomete-secrets`.
+const PLUGIN_NAME: &str = "kubectl-iomete_secrets";
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+async fn main() -> anyhow::Result<ExitCode> {
+    let as_plugin = std::env::args_os()
+        .next()
+        .and_then(|argv0| {
+            std::path::Path::new(&argv0)
+                .file_name()
+                .map(|name| name.to_string_lossy().starts_with(PLUGIN_NAME))
+        })
+        .unwrap_or(false);
+    let cli = if as_plugin {
+        let matches = Cli::command()
+            .name("kubectl iomete-secrets")
+            .bin_name("kubectl iomete-secrets")
+            .get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit())
+    } else {
+        Cli::parse()
+    };
     match cli.command {
         Command::Serve(args) => {
             let _log = telemetry::init(args.log_format);
@@ -49,8 +75,46 @@ async fn main() -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&crd).context("cannot serialize the CRD")?
             );
         }
+        Command::Check(args) => return Ok(tool(&args.tool, tools::check::run(&args).await)),
+        Command::Catalogue(args) => {
+            return Ok(tool(&args.tool, tools::catalogue::run(&args).await));
+        }
+        Command::Vault(VaultCommand::Test(args)) => {
+            return Ok(tool(&args.tool, tools::vault_test::run(&args).await));
+        }
+        Command::Audit(args) => return Ok(tool(&args.tool, tools::audit::run(&args).await)),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a tool's report once, to standard output, or its error with every cause to standard
+/// error; the exit status is 0 (nothing found), 1 (problems found) or 2 (could not run).
+fn tool(args: &ToolArgs, outcome: Result<Report, ToolError>) -> ExitCode {
+    match outcome {
+        Ok(report) => {
+            let mut out = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error of the tool.
+            let _ = out
+                .write_all(report.render(args.output).as_bytes())
+                .and_then(|()| out.flush());
+            ExitCode::from(report.exit_status())
+        }
+        Err(error) => {
+            let mut message = format!("error: {error}");
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                message.push_str(&format!(": {cause}"));
+                source = cause.source();
+            }
+            // Once: JSON on standard output for machines, or the line on standard error.
+            if args.output == OutputFormat::Json {
+                println!("{}", serde_json::json!({"error": message}));
+            } else {
+                eprintln!("{message}");
+            }
+            ExitCode::from(2)
+        }
+    }
 }
 
 async fn shutdown_signal() {

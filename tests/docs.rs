@@ -4,10 +4,11 @@
 
 use std::path::Path;
 
-const DOCUMENTS: [&str; 3] = [
+const DOCUMENTS: [&str; 4] = [
     "SECURITY.md",
     "docs/robustness.md",
     "docs/robustness-e2e.md",
+    "docs/admin-tools.md",
 ];
 
 /// Every `` `path.rs::name` `` and `` `path.rs` `` cited in `text`.

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use iomete_secrets_webhook::backends::vault::client::{Credentials, FieldValue};
+use iomete_secrets_webhook::backends::vault::client::{Credentials, FieldValue, KvSecret};
 use iomete_secrets_webhook::backends::{Fetched, FetchedValue};
 use iomete_secrets_webhook::boot::certs;
 use iomete_secrets_webhook::decision::injection::{
@@ -38,11 +38,13 @@ fn fetched_values_do_not_print_them() {
     let fetched = FetchedValue {
         value: canary(),
         warning: None,
+        version: Some("v1".into()),
     };
     assert_redacted("FetchedValue", format!("{fetched:?}"));
     let all = Fetched {
         values: HashMap::from([(secret(), canary())]),
         warnings: Vec::new(),
+        versions: Default::default(),
     };
     assert_redacted("Fetched", format!("{all:?}"));
 }
@@ -59,6 +61,11 @@ fn vault_credentials_and_fields_do_not_print_them() {
     };
     assert_redacted("Credentials::AppRole", format!("{approle:?}"));
     assert_redacted("FieldValue", format!("{:?}", FieldValue::Text(canary())));
+    let read = KvSecret {
+        fields: HashMap::from([("value".to_owned(), FieldValue::Text(canary()))]),
+        version: Some(3),
+    };
+    assert_redacted("KvSecret", format!("{read:?}"));
 }
 
 #[test]

@@ -152,7 +152,7 @@ fn store_rotation_and_namespace_relabel_reach_the_next_pods() {
 }
 
 /// The VaultConfig's Ready condition as stored, once it has `reason`.
-fn wait_for_condition(cluster: &Cluster, name: &str, reason: &str) -> Value {
+pub fn wait_for_condition(cluster: &Cluster, name: &str, reason: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let text = cluster.plane.kubectl_ok(

@@ -351,8 +351,12 @@ pub fn apply(plane: &ControlPlane, object: &Value) -> String {
 
 /// `kubectl kustomize deploy/base`, converted to JSON objects by `kubectl create --dry-run`.
 fn render_deploy_base(plane: &ControlPlane) -> Vec<Value> {
-    let base = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base");
-    let yaml = plane.kubectl_ok(&["kustomize", base], None);
+    render_kustomization(plane, concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/base"))
+}
+
+/// `kubectl kustomize DIR`, converted to JSON objects by `kubectl create --dry-run`.
+pub fn render_kustomization(plane: &ControlPlane, dir: &str) -> Vec<Value> {
+    let yaml = plane.kubectl_ok(&["kustomize", dir], None);
     let json = plane.kubectl_ok(
         &["create", "--dry-run=client", "-o", "json", "-f", "-"],
         Some(&yaml),

@@ -36,6 +36,7 @@ mod proxy;
 mod reinvocation;
 mod selection;
 mod spark;
+mod tools;
 
 use env::Cluster;
 pub use support::with_env_secrets;

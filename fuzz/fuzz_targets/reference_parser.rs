@@ -29,16 +29,19 @@ const ENV: &str = "secrets.iomete.com/env-secrets";
 const SPARK: &str = "secrets.iomete.com/spark-conf-secrets";
 const CONTAINERS: &str = "secrets.iomete.com/containers";
 const INJECTED: &str = "secrets.iomete.com/injected";
+/// Written by the webhook beside `injected` (version identifiers); accepted and ignored.
+const VERSIONS: &str = "secrets.iomete.com/versions";
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 const MAX_ENTRIES: usize = 256;
 
-/// Annotation names a segment can pick: the four known ones, near misses under the prefix (which
+/// Annotation names a segment can pick: the five known ones, near misses under the prefix (which
 /// must be rejected) and names outside it (which must be ignored).
 const NAMES: &[&str] = &[
     ENV,
     SPARK,
     CONTAINERS,
     INJECTED,
+    VERSIONS,
     "secrets.iomete.com/env-secret",
     "secrets.iomete.com/Env-Secrets",
     "secrets.iomete.com/",
@@ -82,7 +85,7 @@ fn check_accepted(annotations: &BTreeMap<String, String>, references: &Reference
     for name in annotations.keys() {
         assert!(
             !name.starts_with("secrets.iomete.com/")
-                || [ENV, SPARK, CONTAINERS, INJECTED].contains(&name.as_str()),
+                || [ENV, SPARK, CONTAINERS, INJECTED, VERSIONS].contains(&name.as_str()),
             "unknown annotation {name:?} was accepted"
         );
     }
@@ -351,7 +354,7 @@ fn check_rejected(annotations: &BTreeMap<String, String>, error: &ReferenceError
             assert!(annotations.contains_key(name), "{message}");
             assert!(name.starts_with("secrets.iomete.com/"), "{message}");
             assert!(
-                ![ENV, SPARK, CONTAINERS, INJECTED].contains(&name.as_str()),
+                ![ENV, SPARK, CONTAINERS, INJECTED, VERSIONS].contains(&name.as_str()),
                 "{message}"
             );
             assert!(message.contains(&format!("{name:?}")), "{message}");

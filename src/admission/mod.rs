@@ -267,10 +267,11 @@ impl Admitter {
         } else {
             ValueMode::Live
         };
-        let mut rendered = injection::render(&plan, &|secret| values.get(secret).cloned(), mode)
+        let value_of = |secret: &_| values.get(secret).cloned();
+        let mut rendered = injection::render_versioned(&plan, &value_of, mode, &fetched.versions)
             .map_err(|error| {
-                Denial::from(AdmissionError::from(error)).with_warnings(&plan.warnings)
-            })?;
+            Denial::from(AdmissionError::from(error)).with_warnings(&plan.warnings)
+        })?;
         rendered.warnings.extend(fetched.warnings);
         self.check_deadline(deadline, &plan.warnings)?;
         Ok(Some(rendered))

@@ -94,6 +94,14 @@ impl CacheWriters {
     }
 }
 
+/// One store as the admin tools list it: never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreListing {
+    pub store: KubernetesStore,
+    pub keys: Vec<String>,
+    pub version: Option<String>,
+}
+
 /// Counts for the metrics endpoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreSizes {
@@ -233,6 +241,37 @@ impl KubernetesCaches {
         }
     }
 
+    /// Every store in the cache: which store, its keys (names only) and its version identifier
+    /// ([`store_version`]). For the admin tools' catalogue and audit.
+    pub fn stores(&self) -> Vec<StoreListing> {
+        let mut stores: Vec<StoreListing> = self
+            .secrets
+            .state()
+            .into_iter()
+            .filter_map(|secret| {
+                let name = secret.metadata.name.as_deref()?;
+                let id = match name.strip_prefix("iomete-secret-store")? {
+                    "" => GLOBAL_STORE_ID,
+                    rest => rest.strip_prefix('-')?,
+                };
+                if !is_store_secret_name(name) {
+                    return None;
+                }
+                Some(StoreListing {
+                    store: KubernetesStore::from_id(id),
+                    keys: secret
+                        .data
+                        .iter()
+                        .flat_map(|data| data.keys().cloned())
+                        .collect(),
+                    version: store_version(&secret),
+                })
+            })
+            .collect();
+        stores.sort_by(|a, b| a.store.cmp(&b.store));
+        stores
+    }
+
     /// A view that reads each store at most once, so that one admission sees one version of
     /// each store however often it is updated meanwhile.
     pub fn snapshot(&self) -> StoreSnapshot<'_> {
@@ -268,7 +307,11 @@ impl StoreSnapshot<'_> {
         secret
     }
 
-    fn read(&self, store: &KubernetesStore, key: &str) -> Result<SecretString, StoreError> {
+    fn read(
+        &self,
+        store: &KubernetesStore,
+        key: &str,
+    ) -> Result<(SecretString, Option<String>), StoreError> {
         let name = store_secret_name(store);
         let namespace = &self.stores.settings.store_namespace;
         let secret = self
@@ -289,7 +332,7 @@ impl StoreSnapshot<'_> {
             store: name,
             key: key.to_owned(),
         })?;
-        Ok(SecretString::from(text))
+        Ok((SecretString::from(text), store_version(&secret)))
     }
 }
 
@@ -297,13 +340,27 @@ impl StoreSnapshot<'_> {
     /// Fetches one value from this version of the stores.
     pub fn fetch(&self, secret: &SecretRef) -> Result<FetchedValue, BackendError> {
         match &secret.source {
-            Source::Kubernetes(store) => Ok(FetchedValue {
-                value: self.read(store, &secret.key)?,
-                warning: None,
-            }),
+            Source::Kubernetes(store) => {
+                let (value, version) = self.read(store, &secret.key)?;
+                Ok(FetchedValue {
+                    value,
+                    warning: None,
+                    version,
+                })
+            }
             Source::Vault(_) => Err(BackendError::WrongSource("VAULT")),
         }
     }
+}
+
+/// The version identifier recorded for a value read from a store: the store Secret's uid and
+/// `resourceVersion` at the snapshot used. It changes whenever any key of the store changes (a
+/// pod holding an unchanged key of a store whose other key changed shows as outdated: the one
+/// false positive) and reveals nothing about any value.
+pub fn store_version(secret: &Secret) -> Option<String> {
+    let uid = secret.metadata.uid.as_deref()?;
+    let resource_version = secret.metadata.resource_version.as_deref()?;
+    Some(format!("{uid}/{resource_version}"))
 }
 
 /// Whether a Secret belongs in the cache: a store, or a Vault credentials Secret. Pods can

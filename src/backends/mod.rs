@@ -39,12 +39,14 @@ pub enum BackendError {
     WrongSource(&'static str),
 }
 
-/// A value, with the warning to show when it was served under degraded conditions. Its `Debug`
-/// redacts the value.
+/// A value, with the warning to show when it was served under degraded conditions and the
+/// version identifier of what was read (never derived from the value: see
+/// [`kubernetes::store_version`] and [`vault::vault_version`]). Its `Debug` redacts the value.
 #[derive(Debug)]
 pub struct FetchedValue {
     pub value: SecretString,
     pub warning: Option<String>,
+    pub version: Option<String>,
 }
 
 /// Every configured backend, dispatched by source type.
@@ -53,12 +55,13 @@ pub struct Backends {
     pub vault: VaultBackend,
 }
 
-/// A pod's values, and warnings to show with the answer (e.g. a value served stale). Its `Debug`
-/// redacts the values.
+/// A pod's values, warnings to show with the answer (e.g. a value served stale) and the
+/// version identifier of each value read. Its `Debug` redacts the values.
 #[derive(Debug, Default)]
 pub struct Fetched {
     pub values: HashMap<SecretRef, SecretString>,
     pub warnings: Vec<String>,
+    pub versions: BTreeMap<SecretRef, String>,
 }
 
 impl Backends {
@@ -84,13 +87,16 @@ impl Backends {
                         self.vault.fetch(secret, grant).await?
                     }
                 };
-                Ok::<_, BackendError>((secret.clone(), fetched.value, fetched.warning))
+                Ok::<_, BackendError>((secret.clone(), fetched))
             }
         });
         let mut fetched = Fetched::default();
-        for (secret, value, warning) in try_join_all(fetches).await? {
-            fetched.values.insert(secret, value);
-            fetched.warnings.extend(warning);
+        for (secret, value) in try_join_all(fetches).await? {
+            if let Some(version) = value.version {
+                fetched.versions.insert(secret.clone(), version);
+            }
+            fetched.values.insert(secret, value.value);
+            fetched.warnings.extend(value.warning);
         }
         Ok(fetched)
     }

@@ -18,6 +18,7 @@ use crate::edge::admin::{self, AdminState};
 use crate::edge::metrics::{CacheState, Metrics};
 use crate::edge::server::{self, Listeners, ServerError, WebhookState};
 use crate::edge::tls::ServerTls;
+use crate::tools::auditor::{self, AuditorMetrics};
 
 /// Whether the webhook answers admissions correctly now: true once the caches have synced,
 /// false again when shutdown begins. The admin endpoint's `/readyz` reads it.
@@ -49,6 +50,7 @@ pub async fn run(
     let reload_certificates = tokio::spawn(tls.certificates.watch());
 
     let (stores, drive_watches) = KubernetesCaches::watch(client.clone(), config.stores.clone());
+    let auditor_client = client.clone();
     let (vault, drive_vault) = VaultBackend::watch(
         client,
         config.vault.clone(),
@@ -58,11 +60,23 @@ pub async fn run(
     let ready = Readiness::default();
     let readiness = tokio::spawn(ready_once_caches_fresh(stores.clone(), ready.clone()));
     let stop_readiness = readiness.abort_handle();
-    let background = [
+    let mut background = vec![
         tokio::spawn(drive_watches),
         tokio::spawn(drive_vault),
         readiness,
     ];
+    // The opt-in pod auditor (`--audit-pods`): its gauges are appended to `/metrics`.
+    let auditor = config.audit_pods.map(|interval| {
+        let auditor_metrics = Arc::new(AuditorMetrics::default());
+        background.push(tokio::spawn(auditor::run(
+            auditor_client,
+            stores.clone(),
+            vault.clone(),
+            auditor_metrics.clone(),
+            interval,
+        )));
+        auditor_metrics
+    });
     // Once shutdown begins, caches that finish syncing must not make the webhook ready again.
     let shutdown = async move {
         shutdown.await;
@@ -73,11 +87,15 @@ pub async fn run(
     let admin = admin::router(AdminState {
         ready: ready.clone(),
         metrics: Arc::new(move || {
-            scraped.render(CacheState {
+            let mut text = scraped.render(CacheState {
                 sizes: stores_read.sizes(),
                 kubernetes_fresh: stores_read.is_fresh(),
                 vault_configs_fresh: vault_read.is_fresh(),
-            })
+            });
+            if let Some(auditor) = &auditor {
+                auditor.append_to(&mut text);
+            }
+            text
         }),
     });
     let backends = Arc::new(Backends {

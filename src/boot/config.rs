@@ -15,6 +15,8 @@ use crate::backends::vault::VaultSettings;
 use crate::backends::vault::client::Timeouts;
 use crate::decision::names::is_dns_label;
 
+pub use super::tool_args::{AuditArgs, CatalogueArgs, CheckArgs, ToolArgs, VaultCommand};
+
 /// A flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -43,6 +45,8 @@ pub enum ConfigError {
     },
     #[error("--vault-check-interval must be at least 5s, got {0:?}")]
     VaultCheckInterval(Duration),
+    #[error("--audit-interval must be at least 1s, got {0:?}")]
+    AuditInterval(Duration),
 }
 
 #[derive(Debug, Parser)]
@@ -60,6 +64,15 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the VaultConfig CustomResourceDefinition (JSON, which kubectl applies as YAML).
     Crd,
+    /// Admin tool: check the secret references of manifests before deploying them.
+    Check(Box<CheckArgs>),
+    /// Admin tool: what a namespace may reference, by scope and source.
+    Catalogue(Box<CatalogueArgs>),
+    /// Admin tool: Vault configurations.
+    #[command(subcommand)]
+    Vault(VaultCommand),
+    /// Admin tool: pods that missed injection or hold a secret that has since been rotated.
+    Audit(Box<AuditArgs>),
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -167,6 +180,13 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "IOMETE_SECRETS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Audit every pod of the cluster (missed injection, outdated secrets): gauges and Events.
+    /// Off by default; needs the extra RBAC of deploy/audit-pods.
+    #[arg(long, env = "IOMETE_SECRETS_AUDIT_PODS")]
+    pub audit_pods: bool,
+    /// How often `--audit-pods` lists the pods.
+    #[arg(long, env = "IOMETE_SECRETS_AUDIT_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub audit_interval: Duration,
 }
 
 /// Validated configuration for `serve`.
@@ -183,26 +203,17 @@ pub struct ServeConfig {
     pub max_in_flight: usize,
     pub max_connections: usize,
     pub vault: VaultSettings,
+    /// `Some(interval)`: audit the cluster's pods this often (`--audit-pods`).
+    pub audit_pods: Option<Duration>,
 }
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        if !is_dns_label(&self.store_namespace) {
-            return Err(ConfigError::StoreNamespace(self.store_namespace.clone()));
-        }
-        let mut admin_namespaces: BTreeSet<String> = BTreeSet::new();
-        for namespace in self.admin_namespaces.iter().map(|ns| ns.trim()) {
-            if !is_dns_label(namespace) {
-                return Err(ConfigError::AdminNamespace(namespace.to_owned()));
-            }
-            admin_namespaces.insert(namespace.to_owned());
-        }
-        if admin_namespaces.is_empty() {
-            admin_namespaces.insert(self.store_namespace.clone());
-        }
-        if !is_label_key(&self.domain_label) {
-            return Err(ConfigError::DomainLabel(self.domain_label.clone()));
-        }
+        let stores = scope_policy(
+            &self.store_namespace,
+            &self.admin_namespaces,
+            &self.domain_label,
+        )?;
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
         }
@@ -227,17 +238,16 @@ impl ServeArgs {
         if self.vault_check_interval < Duration::from_secs(5) {
             return Err(ConfigError::VaultCheckInterval(self.vault_check_interval));
         }
+        if self.audit_interval < Duration::from_secs(1) {
+            return Err(ConfigError::AuditInterval(self.audit_interval));
+        }
         Ok(ServeConfig {
             listen: self.listen,
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
             client_ca: self.client_ca.clone(),
             admin_listen: self.admin_listen,
-            stores: ScopePolicy {
-                store_namespace: self.store_namespace.clone(),
-                admin_namespaces,
-                domain_label: self.domain_label.clone(),
-            },
+            stores,
             secrets_v2_enabled: self.secrets_v2_enabled,
             admission_timeout: timeout,
             max_in_flight: self.max_in_flight,
@@ -252,8 +262,39 @@ impl ServeArgs {
                 },
                 check_interval: self.vault_check_interval,
             },
+            audit_pods: self.audit_pods.then_some(self.audit_interval),
         })
     }
+}
+
+/// The scope policy from its three flags, shared by `serve` and the admin tools so both
+/// classify namespaces alike.
+pub fn scope_policy(
+    store_namespace: &str,
+    admin_namespaces: &[String],
+    domain_label: &str,
+) -> Result<ScopePolicy, ConfigError> {
+    if !is_dns_label(store_namespace) {
+        return Err(ConfigError::StoreNamespace(store_namespace.to_owned()));
+    }
+    let mut admins: BTreeSet<String> = BTreeSet::new();
+    for namespace in admin_namespaces.iter().map(|ns| ns.trim()) {
+        if !is_dns_label(namespace) {
+            return Err(ConfigError::AdminNamespace(namespace.to_owned()));
+        }
+        admins.insert(namespace.to_owned());
+    }
+    if admins.is_empty() {
+        admins.insert(store_namespace.to_owned());
+    }
+    if !is_label_key(domain_label) {
+        return Err(ConfigError::DomainLabel(domain_label.to_owned()));
+    }
+    Ok(ScopePolicy {
+        store_namespace: store_namespace.to_owned(),
+        admin_namespaces: admins,
+        domain_label: domain_label.to_owned(),
+    })
 }
 
 /// A Kubernetes label key: `[prefix/]name`, prefix a DNS subdomain, name a qualified name.
@@ -311,6 +352,15 @@ mod tests {
         assert_eq!(config.vault.cache_ttl, Duration::from_secs(30));
         assert_eq!(config.vault.stale_if_error, None);
         assert_eq!(config.vault.timeouts.request, Duration::from_secs(3));
+        assert_eq!(config.audit_pods, None, "the pod auditor is opt-in");
+    }
+
+    #[test]
+    fn the_pod_auditor_is_turned_on_with_its_interval() {
+        let config = args(&["--audit-pods", "--audit-interval", "30s"]).unwrap();
+        assert_eq!(config.audit_pods, Some(Duration::from_secs(30)));
+        let error = args(&["--audit-pods", "--audit-interval", "0s"]).unwrap_err();
+        assert!(error.contains("--audit-interval"), "{error}");
     }
 
     #[test]

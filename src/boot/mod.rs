@@ -1,7 +1,8 @@
 //! Start-up: the binary's [`config`] (flags and their validation), the one place that wires
 //! caches, backends, admitter and servers together ([`app`]), and the `certs` subcommand
-//! ([`certs`]).
+//! ([`certs`]); the admin tools' flags ([`tool_args`]).
 
 pub mod app;
 pub mod certs;
 pub mod config;
+pub mod tool_args;

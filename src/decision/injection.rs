@@ -27,7 +27,7 @@ pub use model::{
     ContainerList, ContainerPath, EnvChange, Injected, InjectionError, MissingValue,
     OptionsPlacement, Plan,
 };
-pub use render::{Rendered, ValueMode, render};
+pub use render::{Rendered, ValueMode, render, render_versioned};
 
 /// What a dry run writes in place of every secret value.
 pub const DRY_RUN_MARKER: &str = "<redacted: dry run>";

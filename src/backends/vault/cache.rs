@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use moka::Expiry;
 use moka::future::Cache;
 
-use super::client::{Fields, VaultError};
+use super::client::{KvSecret, VaultError};
 
 /// Upper bound on cached secrets (each holds one KV v2 secret's fields).
 const MAX_ENTRIES: u64 = 50_000;
@@ -32,7 +32,9 @@ pub struct CacheKey {
 
 /// What a lookup found and how.
 pub struct Lookup {
-    pub fields: Arc<Fields>,
+    /// The fields and the KV v2 version they were read at (the version is recorded in the pod,
+    /// so the one recorded is always the one whose value was served).
+    pub secret: Arc<KvSecret>,
     pub source: LookupSource,
 }
 
@@ -64,7 +66,7 @@ impl LookupSource {
 
 #[derive(Clone)]
 enum Cached {
-    Found(Arc<Fields>),
+    Found(Arc<KvSecret>),
     Missing(String),
 }
 
@@ -89,7 +91,7 @@ impl Expiry<CacheKey, Cached> for ExpireByKind {
 
 /// The last good read of each key, kept for the stale window.
 struct LastGood {
-    reads: Cache<CacheKey, (Instant, Arc<Fields>)>,
+    reads: Cache<CacheKey, (Instant, Arc<KvSecret>)>,
     window: Duration,
 }
 
@@ -125,15 +127,15 @@ impl ValueCache {
     /// The secret at `key`, from the cache or from `read`.
     pub async fn get<F>(&self, key: CacheKey, read: F) -> Result<Lookup, Arc<VaultError>>
     where
-        F: Future<Output = Result<Fields, VaultError>>,
+        F: Future<Output = Result<KvSecret, VaultError>>,
     {
         let Some(fresh) = &self.fresh else {
             return match read.await {
-                Ok(fields) => {
-                    let fields = Arc::new(fields);
-                    self.remember(&key, &fields).await;
+                Ok(secret) => {
+                    let secret = Arc::new(secret);
+                    self.remember(&key, &secret).await;
                     Ok(Lookup {
-                        fields,
+                        secret,
                         source: LookupSource::Uncached,
                     })
                 }
@@ -148,10 +150,10 @@ impl ValueCache {
             .try_get_with(key.clone(), async {
                 ran_read.store(true, Ordering::Relaxed);
                 match read.await {
-                    Ok(fields) => {
-                        let fields = Arc::new(fields);
-                        self.remember(&key, &fields).await;
-                        Ok(Cached::Found(fields))
+                    Ok(secret) => {
+                        let secret = Arc::new(secret);
+                        self.remember(&key, &secret).await;
+                        Ok(Cached::Found(secret))
                     }
                     Err(VaultError::NotFound(path)) => Ok(Cached::Missing(path)),
                     Err(error) => Err(error),
@@ -169,11 +171,11 @@ impl ValueCache {
         }
     }
 
-    async fn remember(&self, key: &CacheKey, fields: &Arc<Fields>) {
+    async fn remember(&self, key: &CacheKey, secret: &Arc<KvSecret>) {
         if let Some(last_good) = &self.last_good {
             last_good
                 .reads
-                .insert(key.clone(), (Instant::now(), fields.clone()))
+                .insert(key.clone(), (Instant::now(), secret.clone()))
                 .await;
         }
     }
@@ -185,12 +187,12 @@ impl ValueCache {
         error: Arc<VaultError>,
     ) -> Result<Lookup, Arc<VaultError>> {
         if let (VaultError::Unavailable(_), Some(last_good)) = (error.as_ref(), &self.last_good)
-            && let Some((read_at, fields)) = last_good.reads.get(key).await
+            && let Some((read_at, secret)) = last_good.reads.get(key).await
         {
             let age = read_at.elapsed();
             if age < last_good.window {
                 return Ok(Lookup {
-                    fields,
+                    secret,
                     source: LookupSource::Stale(age),
                 });
             }
@@ -201,7 +203,7 @@ impl ValueCache {
 
 fn found(cached: Cached, source: LookupSource) -> Result<Lookup, Arc<VaultError>> {
     match cached {
-        Cached::Found(fields) => Ok(Lookup { fields, source }),
+        Cached::Found(secret) => Ok(Lookup { secret, source }),
         Cached::Missing(path) => Err(Arc::new(VaultError::NotFound(path))),
     }
 }
@@ -209,7 +211,7 @@ fn found(cached: Cached, source: LookupSource) -> Result<Lookup, Arc<VaultError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::vault::client::FieldValue;
+    use crate::backends::vault::client::{FieldValue, Fields};
     use secrecy::{ExposeSecret, SecretString};
     use std::sync::atomic::AtomicUsize;
 
@@ -222,15 +224,18 @@ mod tests {
         }
     }
 
-    fn fields(value: &str) -> Fields {
-        Fields::from([(
-            "value".to_owned(),
-            FieldValue::Text(SecretString::from(value)),
-        )])
+    fn fields(value: &str) -> KvSecret {
+        KvSecret {
+            fields: Fields::from([(
+                "value".to_owned(),
+                FieldValue::Text(SecretString::from(value)),
+            )]),
+            version: Some(1),
+        }
     }
 
     fn text(lookup: &Lookup) -> String {
-        match lookup.fields.get("value") {
+        match lookup.secret.fields.get("value") {
             Some(FieldValue::Text(value)) => value.expose_secret().to_owned(),
             _ => panic!("no text value"),
         }
@@ -240,7 +245,7 @@ mod tests {
     async fn slow_read(
         reads: &AtomicUsize,
         outcome: Result<&str, VaultError>,
-    ) -> Result<Fields, VaultError> {
+    ) -> Result<KvSecret, VaultError> {
         reads.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(50)).await;
         outcome.map(fields)

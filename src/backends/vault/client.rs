@@ -14,16 +14,20 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::{Mutex, RwLock};
 
 mod http;
+mod refusal;
 mod wire;
 
 use self::http::{AUTH_ANSWER_CAP, KV_ANSWER_CAP, Reply, VaultHttp};
-use self::wire::{AppRoleLogin, AuthAnswer, Data, Lookup, Secret, not_an_answer, parse};
+use self::refusal::{classify, classify_login};
+use self::wire::{
+    AppRoleLogin, AuthAnswer, Data, Lookup, Secret, SecretMetadata, not_an_answer, parse,
+};
 use super::metrics::VaultMetrics;
 use super::resource::{AuthMethod, VaultTarget};
 
@@ -47,6 +51,14 @@ pub enum FieldValue {
 
 /// The fields of one KV v2 secret.
 pub type Fields = HashMap<String, FieldValue>;
+
+/// One KV v2 read: the fields, and the version of the secret they belong to (`None` when
+/// Vault did not say). `Debug` redacts, as [`FieldValue`] does.
+#[derive(Debug)]
+pub struct KvSecret {
+    pub fields: Fields,
+    pub version: Option<u64>,
+}
 
 /// Why a Vault call failed; messages hold paths, status codes and fixed explanations, never a
 /// body Vault sent back, a value or a token.
@@ -144,8 +156,45 @@ impl VaultConnection {
 
     /// Reads the KV v2 secret at `path` (below the mount).
     pub async fn read(&self, path: &str) -> Result<Fields, VaultError> {
+        self.read_secret(path).await.map(|secret| secret.fields)
+    }
+
+    /// Reads the KV v2 secret at `path` (below the mount) with its version.
+    pub async fn read_secret(&self, path: &str) -> Result<KvSecret, VaultError> {
+        let data = |path: &str| format!("{}/data/{path}", self.target.mount);
+        let body = self.get_with_relogin(path, data).await?;
+        {
+            let secret: Data<Secret> = parse(&body)?;
+            Ok(KvSecret {
+                version: secret.data.metadata.and_then(|meta| meta.version),
+                fields: secret
+                    .data
+                    .data
+                    .into_iter()
+                    .map(|(field, value)| (field, field_value(value)))
+                    .collect(),
+            })
+        }
+    }
+
+    /// The current version of the KV v2 secret at `path`, read from its metadata
+    /// (`<mount>/metadata/<path>`): no value is read, so the policy needs `read` on the
+    /// metadata path, not on the data path (the admin tools use this).
+    pub async fn current_version(&self, path: &str) -> Result<u64, VaultError> {
+        let metadata = |path: &str| format!("{}/metadata/{path}", self.target.mount);
+        let body = self.get_with_relogin(path, metadata).await?;
+        let answer: Data<SecretMetadata> = parse(&body)?;
+        Ok(answer.data.current_version)
+    }
+
+    /// GETs `api(path)`; a 403 with a token that no longer works logs in once and retries.
+    async fn get_with_relogin(
+        &self,
+        path: &str,
+        api: impl Fn(&str) -> String,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
         let (token, serial) = self.token().await?;
-        match self.read_with(&token, path).await {
+        match self.get_with(&token, path, &api).await {
             Err(denied @ VaultError::PermissionDenied { .. })
                 if self.target.auth_method == AuthMethod::AppRole =>
             {
@@ -156,7 +205,7 @@ impl VaultConnection {
                     return Err(denied);
                 }
                 let token = self.login_again(serial).await?;
-                self.read_with(&token, path).await
+                self.get_with(&token, path, &api).await
             }
             outcome => outcome,
         }
@@ -184,19 +233,16 @@ impl VaultConnection {
         }
     }
 
-    async fn read_with(&self, token: &SecretString, path: &str) -> Result<Fields, VaultError> {
-        let api = format!("{}/data/{path}", self.target.mount);
+    async fn get_with(
+        &self,
+        token: &SecretString,
+        path: &str,
+        api: &impl Fn(&str) -> String,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let api = api(path);
         match self.http.get(&api, Some(token), KV_ANSWER_CAP).await? {
-            Reply::Success(body) => {
-                let secret: Data<Secret> = parse(&body)?;
-                Ok(secret
-                    .data
-                    .data
-                    .into_iter()
-                    .map(|(field, value)| (field, field_value(value)))
-                    .collect())
-            }
-            Reply::Status(status) => Err(classify(status, &self.target.api_path(path))),
+            Reply::Success(body) => Ok(body),
+            Reply::Status(status) => Err(classify(status, &format!("/v1/{api}"))),
         }
     }
 
@@ -337,48 +383,5 @@ fn field_value(value: Value) -> FieldValue {
         Value::Null => FieldValue::NotText("null"),
         Value::Array(_) => FieldValue::NotText("a JSON array"),
         Value::Object(_) => FieldValue::NotText("a JSON object"),
-    }
-}
-
-/// Maps a refusal to what the webhook answers; `path` names what was asked for.
-fn classify(status: StatusCode, path: &str) -> VaultError {
-    match status {
-        StatusCode::NOT_FOUND => VaultError::NotFound(path.to_owned()),
-        StatusCode::FORBIDDEN => VaultError::PermissionDenied {
-            path: path.to_owned(),
-        },
-        StatusCode::SERVICE_UNAVAILABLE => {
-            VaultError::Unavailable("Vault is sealed or in standby (503)".into())
-        }
-        other => VaultError::Unavailable(format!("Vault answered {}", describe(other))),
-    }
-}
-
-/// Maps a refused AppRole login: a refusal names the mount and the status code.
-fn classify_login(status: StatusCode, mount: &str) -> VaultError {
-    match status {
-        // AppRole answers a wrong role ID or secret ID with 400.
-        StatusCode::BAD_REQUEST => VaultError::LoginRefused(format!(
-            "AppRole login at auth/{mount} answered 400: the role ID or secret ID was not accepted"
-        )),
-        StatusCode::FORBIDDEN => VaultError::LoginRefused(format!(
-            "AppRole login at auth/{mount} answered 403: permission denied"
-        )),
-        StatusCode::NOT_FOUND => {
-            VaultError::LoginRefused(format!("no AppRole auth mount at auth/{mount}"))
-        }
-        other => classify(other, ""),
-    }
-}
-
-/// A status code and its standard reason phrase (fixed text, never what the server sent).
-fn describe(status: StatusCode) -> String {
-    let code = status.as_u16();
-    match status.canonical_reason() {
-        Some(reason) if status.is_redirection() => {
-            format!("{code} {reason} (redirects are not followed)")
-        }
-        Some(reason) => format!("{code} {reason}"),
-        None => code.to_string(),
     }
 }

@@ -14,8 +14,10 @@ mod error;
 pub mod metrics;
 pub mod resource;
 pub mod status;
+pub mod versions;
 
 pub use error::VaultFetchError;
+pub use versions::vault_version;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -196,7 +198,7 @@ impl VaultBackend {
         let metrics = &self.inner.metrics;
         let read = async {
             let started = Instant::now();
-            let fields = connection.read(&location.path).await;
+            let fields = connection.read_secret(&location.path).await;
             metrics.read(config_name, started.elapsed());
             fields
         };
@@ -208,7 +210,7 @@ impl VaultBackend {
             .map_err(|error| failed(VaultFetchError::from_client(target, &error)))?;
         metrics.lookup(config_name, lookup.source.label());
         let api_path = target.api_path(&location.path);
-        let value = match lookup.fields.get(&location.field) {
+        let value = match lookup.secret.fields.get(&location.field) {
             Some(FieldValue::Text(value)) => SecretString::from(value.expose_secret()),
             Some(FieldValue::NotText(kind)) => {
                 return Err(failed(VaultFetchError::FieldNotText {
@@ -232,7 +234,12 @@ impl VaultBackend {
             )),
             _ => None,
         };
-        Ok(FetchedValue { value, warning })
+        let version = lookup.secret.version.map(vault_version);
+        Ok(FetchedValue {
+            value,
+            warning,
+            version,
+        })
     }
 
     /// The VaultConfig named `name`, as the cache holds it.

@@ -17,7 +17,7 @@ use super::{
     env_secrets, placeholders, spark_conf,
 };
 use crate::decision::expansion::escape_for_kubelet;
-use crate::decision::reference::{INJECTED_ANNOTATION, SecretRef};
+use crate::decision::reference::{INJECTED_ANNOTATION, SecretRef, VERSIONS_ANNOTATION};
 
 /// How values are written into the patch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +62,18 @@ pub fn render(
     values: &dyn Fn(&SecretRef) -> Option<SecretString>,
     mode: ValueMode,
 ) -> Result<Rendered, InjectionError> {
+    render_versioned(plan, values, mode, &BTreeMap::new())
+}
+
+/// [`render`], also recording `versions` (reference → version identifier of the value read,
+/// never derived from a value) in the [`VERSIONS_ANNOTATION`], inside the same patch cap. A
+/// dry run records them too: they are not values.
+pub fn render_versioned(
+    plan: &Plan,
+    values: &dyn Fn(&SecretRef) -> Option<SecretString>,
+    mode: ValueMode,
+    versions: &BTreeMap<SecretRef, String>,
+) -> Result<Rendered, InjectionError> {
     let mut written = WrittenValues {
         values,
         mode,
@@ -86,18 +98,29 @@ pub fn render(
             }
         }
     }
+    let mut annotations: BTreeMap<&str, String> = BTreeMap::new();
     if let Some(digest) = &plan.mark_injected {
-        if plan.annotations_present {
+        annotations.insert(INJECTED_ANNOTATION, digest.clone());
+    }
+    if !plan.is_noop() && !versions.is_empty() {
+        let listed: BTreeMap<String, &str> = versions
+            .iter()
+            .map(|(secret, version)| (secret.to_string(), version.as_str()))
+            .collect();
+        let listed = serde_json::to_string(&listed).map_err(|_| InjectionError::PatchTooLarge)?;
+        annotations.insert(VERSIONS_ANNOTATION, listed);
+    }
+    if plan.annotations_present {
+        for (name, value) in &annotations {
             // RFC 6901: the `/` in the annotation's name is written `~1`.
             let pointer = format!(
                 "/metadata/annotations/{}",
-                INJECTED_ANNOTATION.replace('~', "~0").replace('/', "~1")
+                name.replace('~', "~0").replace('/', "~1")
             );
-            patch.add(&pointer, digest)?;
-        } else {
-            let annotations = BTreeMap::from([(INJECTED_ANNOTATION, digest)]);
-            patch.add("/metadata/annotations", &annotations)?;
+            patch.add(&pointer, value)?;
         }
+    } else if !annotations.is_empty() {
+        patch.add("/metadata/annotations", &annotations)?;
     }
     Ok(Rendered {
         patch: patch.finish(),

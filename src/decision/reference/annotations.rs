@@ -21,7 +21,7 @@ use crate::decision::names::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
     #[error(
-        "unknown annotation {0:?}: the {ANNOTATION_PREFIX} prefix only allows env-secrets, spark-conf-secrets, containers and injected"
+        "unknown annotation {0:?}: the {ANNOTATION_PREFIX} prefix only allows env-secrets, spark-conf-secrets, containers, injected and versions"
     )]
     UnknownAnnotation(String),
     #[error(
@@ -141,6 +141,9 @@ pub fn parse_annotations(
             }
             "containers" => references.containers = Some(parse_containers(value)?),
             "injected" => references.injected_digest = Some(value.clone()),
+            // Written by the webhook beside `injected` (version identifiers, read only by the
+            // admin tools' audit): never an input to the decision.
+            "versions" => {}
             _ => return Err(ReferenceError::UnknownAnnotation(name.clone())),
         }
     }

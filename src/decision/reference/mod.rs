@@ -23,6 +23,10 @@ pub const SPARK_CONF_SECRETS_ANNOTATION: &str = "secrets.iomete.com/spark-conf-s
 pub const CONTAINERS_ANNOTATION: &str = "secrets.iomete.com/containers";
 /// Written by the webhook: digest of the references it injected, so re-invocation is a no-op.
 pub const INJECTED_ANNOTATION: &str = "secrets.iomete.com/injected";
+/// Written by the webhook: a JSON object, reference (`TYPE/id/key`) → version identifier of the
+/// value injected (a store Secret's uid/resourceVersion, a Vault KV v2 version; never derived
+/// from a value), read by `audit` to find pods holding a rotated secret.
+pub const VERSIONS_ANNOTATION: &str = "secrets.iomete.com/versions";
 
 /// Largest annotation value accepted, in bytes.
 pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;

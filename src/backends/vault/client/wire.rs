@@ -13,10 +13,25 @@ pub(super) struct Data<T> {
     pub data: T,
 }
 
-/// The `data` of a KV v2 read: the secret's fields and, ignored, its metadata.
+/// The `data` of a KV v2 read: the secret's fields and the version they are.
 #[derive(Deserialize)]
 pub(super) struct Secret {
     pub data: serde_json::Map<String, Value>,
+    #[serde(default)]
+    pub metadata: Option<VersionMetadata>,
+}
+
+/// The `metadata` of a KV v2 read: which version of the secret was read.
+#[derive(Deserialize)]
+pub(super) struct VersionMetadata {
+    #[serde(default)]
+    pub version: Option<u64>,
+}
+
+/// The `data` of a KV v2 metadata read (`<mount>/metadata/<path>`): no value, only versions.
+#[derive(Deserialize)]
+pub(super) struct SecretMetadata {
+    pub current_version: u64,
 }
 
 /// The `data` of a token lookup; the rest (the token's own id among it) is not kept.

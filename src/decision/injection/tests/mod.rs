@@ -177,3 +177,4 @@ mod placeholders;
 mod reinvocation;
 mod render;
 mod spark_conf;
+mod versions;
