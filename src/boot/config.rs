@@ -127,23 +127,8 @@ pub struct ServeArgs {
         default_value = "0.0.0.0:8080"
     )]
     pub admin_listen: SocketAddr,
-    /// Namespace that holds the secret stores.
-    #[arg(
-        long,
-        env = "IOMETE_SECRETS_STORE_NAMESPACE",
-        default_value = "iomete-system"
-    )]
-    pub store_namespace: String,
-    /// Comma-separated control-plane namespaces (default: the store namespace).
-    #[arg(long, env = "IOMETE_SECRETS_ADMIN_NAMESPACES", value_delimiter = ',')]
-    pub admin_namespaces: Vec<String>,
-    /// Namespace label whose value names the namespace's domain.
-    #[arg(
-        long,
-        env = "IOMETE_SECRETS_DOMAIN_LABEL",
-        default_value = "iomete.com/domain"
-    )]
-    pub domain_label: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Whether the secrets.iomete.com/ (V2) annotations are honoured.
     #[arg(
         long,
@@ -209,11 +194,7 @@ pub struct ServeConfig {
 
 impl ServeArgs {
     pub fn validate(&self) -> Result<ServeConfig, ConfigError> {
-        let stores = scope_policy(
-            &self.store_namespace,
-            &self.admin_namespaces,
-            &self.domain_label,
-        )?;
+        let stores = self.scope.policy()?;
         if self.max_in_flight == 0 {
             return Err(ConfigError::MaxInFlight);
         }
@@ -253,7 +234,7 @@ impl ServeArgs {
             max_in_flight: self.max_in_flight,
             max_connections: self.max_connections,
             vault: VaultSettings {
-                store_namespace: self.store_namespace.clone(),
+                store_namespace: self.scope.store_namespace.clone(),
                 cache_ttl: self.vault_cache_ttl,
                 stale_if_error: self.vault_stale_if_error.filter(|window| !window.is_zero()),
                 timeouts: Timeouts {
@@ -269,7 +250,41 @@ impl ServeArgs {
 
 /// The scope policy from its three flags, shared by `serve` and the admin tools so both
 /// classify namespaces alike.
-pub fn scope_policy(
+/// Where the stores live and how namespaces are classified: `serve` and the admin tools share
+/// these flags, so a tool classifies namespaces exactly as the webhook does.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ScopeArgs {
+    /// Namespace that holds the secret stores (and the VaultConfigs).
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_STORE_NAMESPACE",
+        default_value = "iomete-system"
+    )]
+    pub store_namespace: String,
+    /// Comma-separated control-plane namespaces (default: the store namespace).
+    #[arg(long, env = "IOMETE_SECRETS_ADMIN_NAMESPACES", value_delimiter = ',')]
+    pub admin_namespaces: Vec<String>,
+    /// Namespace label whose value names the namespace's domain.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_DOMAIN_LABEL",
+        default_value = "iomete.com/domain"
+    )]
+    pub domain_label: String,
+}
+
+impl ScopeArgs {
+    /// The scope policy these flags describe, validated.
+    pub fn policy(&self) -> Result<ScopePolicy, ConfigError> {
+        scope_policy(
+            &self.store_namespace,
+            &self.admin_namespaces,
+            &self.domain_label,
+        )
+    }
+}
+
+fn scope_policy(
     store_namespace: &str,
     admin_namespaces: &[String],
     domain_label: &str,

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use super::config::{ConfigError, scope_policy};
+use super::config::{ConfigError, ScopeArgs};
 use crate::backends::kubernetes::ScopePolicy;
 
 /// How a tool prints what it found.
@@ -30,23 +30,8 @@ pub struct ToolArgs {
     /// Kubeconfig context (default: the current context).
     #[arg(long, env = "IOMETE_SECRETS_CONTEXT")]
     pub context: Option<String>,
-    /// Namespace that holds the secret stores and VaultConfigs (as the webhook's flag).
-    #[arg(
-        long,
-        env = "IOMETE_SECRETS_STORE_NAMESPACE",
-        default_value = "iomete-system"
-    )]
-    pub store_namespace: String,
-    /// Comma-separated control-plane namespaces (default: the store namespace).
-    #[arg(long, env = "IOMETE_SECRETS_ADMIN_NAMESPACES", value_delimiter = ',')]
-    pub admin_namespaces: Vec<String>,
-    /// Namespace label whose value names the namespace's domain.
-    #[arg(
-        long,
-        env = "IOMETE_SECRETS_DOMAIN_LABEL",
-        default_value = "iomete.com/domain"
-    )]
-    pub domain_label: String,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Output: human (default) or json.
     #[arg(short = 'o', long = "output", env = "IOMETE_SECRETS_OUTPUT", value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -55,11 +40,7 @@ pub struct ToolArgs {
 impl ToolArgs {
     /// The scope policy, validated as `serve` validates it.
     pub fn scope_policy(&self) -> Result<ScopePolicy, ConfigError> {
-        scope_policy(
-            &self.store_namespace,
-            &self.admin_namespaces,
-            &self.domain_label,
-        )
+        self.scope.policy()
     }
 }
 
@@ -165,7 +146,7 @@ mod tests {
         assert_eq!(check.namespace.as_deref(), Some("spark-jobs"));
         assert!(check.offline);
         assert_eq!(check.tool.output, OutputFormat::Json);
-        assert_eq!(check.tool.store_namespace, "iomete-system");
+        assert_eq!(check.tool.scope.store_namespace, "iomete-system");
     }
 
     #[rstest]
