@@ -36,7 +36,10 @@ async fn main() -> anyhow::Result<()> {
 
     step("starting kube-apiserver and etcd with sample namespaces and stores");
     if let Err(why) = control_plane::binaries() {
-        anyhow::bail!("the demo needs a local kube-apiserver and etcd: {why}");
+        step(&format!(
+            "{why}\n   building them now with scripts/ensure-control-plane.sh (once; about 10 minutes on 2 cores)"
+        ));
+        build_control_plane()?;
     }
     let plane = tokio::task::block_in_place(|| {
         let plane = control_plane::ControlPlane::start("the demo")?;
@@ -190,4 +193,23 @@ async fn show(client: &reqwest::Client, url: &str, review: Value) -> anyhow::Res
         println!("warning: {warning}");
     }
     Ok(())
+}
+
+/// Runs `scripts/ensure-control-plane.sh` (its progress on the terminal), which fills the cache
+/// directory the harness reads.
+fn build_control_plane() -> anyhow::Result<()> {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/scripts/ensure-control-plane.sh"
+    );
+    let status = std::process::Command::new("bash")
+        .arg(script)
+        .status()
+        .map_err(|error| anyhow::anyhow!("cannot run {script}: {error}"))?;
+    if !status.success() {
+        anyhow::bail!("{script} failed ({status}); see its output above");
+    }
+    control_plane::binaries()
+        .map(|_| ())
+        .map_err(|why| anyhow::anyhow!("the control plane is still missing: {why}"))
 }
