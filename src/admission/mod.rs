@@ -94,7 +94,9 @@ impl Answer {
     fn record(&mut self, outcome: Outcome, code: u16, reason: &str) {
         self.span.record("decision", outcome.label());
         self.span.record("code", code);
-        self.span.record("reason", field::display(LogSafe(reason)));
+        if !reason.is_empty() {
+            self.span.record("reason", field::display(LogSafe(reason)));
+        }
         self.outcome = outcome;
     }
 }
