@@ -414,6 +414,8 @@ REJECTED = [
     (["config.vault.timeout=5s"], "config.vault.timeout (5s) must be at most half of config.admissionTimeout (8s)"),
     (["config.vault.checkInterval=2s"], "config.vault.checkInterval (2s) must be at least 5s"),
     (["podDisruptionBudget.minAvailable=2"], "podDisruptionBudget.minAvailable (2) must be below replicas (2)"),
+    (["auditPods.enabled=yes"], "at '/auditPods/enabled': got string, want boolean"),
+    (["auditPods.interval=0s"], "at '/auditPods/interval': '0s' does not match pattern"),
 ]
 for sets, message in REJECTED:
     out = template(sets=sets)
