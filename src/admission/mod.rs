@@ -245,9 +245,13 @@ impl Admitter {
         })?;
         let vault = &self.backends.vault;
         let plan = injection::plan_references(&pod, &references, &scope, &self.settings, vault)
-            .inspect_err(|_| record_references(&span, requested(&references)))?;
+            .inspect_err(|_| {
+                let total = references.env.len() + references.spark_conf.len();
+                record_references(&span, total, requested(&references));
+            })?;
         record_references(
             &span,
+            plan.injected.len(),
             plan.injected
                 .iter()
                 .map(|injected| format!("{} <- {}", injected.target, injected.secret)),
@@ -329,16 +333,14 @@ fn answer_bytes(
 
 /// Records at most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line
 /// stays short however many containers and references a pod has.
-fn record_references(span: &Span, entries: impl Iterator<Item = String>) {
-    let mut listed = Vec::new();
-    let mut omitted = 0usize;
-    for entry in entries {
-        if listed.len() < MAX_LISTED_REFERENCES {
-            listed.push(entry);
-        } else {
-            omitted += 1;
-        }
+fn record_references(span: &Span, total: usize, entries: impl Iterator<Item = String>) {
+    // Only the listed entries are formatted (a pod at the injection cap has 1,024), and none
+    // when nothing would log them.
+    if span.is_disabled() {
+        return;
     }
+    let mut listed: Vec<String> = entries.take(MAX_LISTED_REFERENCES).collect();
+    let omitted = total.saturating_sub(listed.len());
     if omitted > 0 {
         listed.push(format!("… and {omitted} more"));
     }
