@@ -391,6 +391,7 @@ async fn a_slow_vault_costs_bounded_time_and_only_vault_pods() {
         return;
     };
     harness.webhook.wait_ready().await;
+    harness.webhook.wait_vault_configs_fresh().await;
     let mut transcript = Transcript::default();
     slow_vault_scenario(&harness, &vault, &mut transcript).await;
     transcript.print("Slow Vault");
@@ -406,6 +407,7 @@ async fn vault_errors_and_garbage_are_bounded_clear_503s() {
         return;
     };
     harness.webhook.wait_ready().await;
+    harness.webhook.wait_vault_configs_fresh().await;
     let mut transcript = Transcript::default();
     bad_vault_scenario(&harness, &vault, &mut transcript).await;
     transcript.print("Vault errors and garbage");
@@ -675,6 +677,7 @@ async fn a_vault_answer_of_any_size_costs_bounded_memory() {
         return;
     };
     harness.webhook.wait_ready().await;
+    harness.webhook.wait_vault_configs_fresh().await;
     let pid = harness.webhook.child.id();
     let peak_before = memory_kib(pid, "VmHWM");
     // Applied now, so that everything the configuration costs (its status check too) is

@@ -142,6 +142,30 @@ impl Webhook {
         }
     }
 
+    /// Waits until the webhook's VaultConfig cache is fresh (`cache_fresh{cache="vault_configs"}`
+    /// is 1). Readiness does not wait for it, by design (Vault references alone get a retriable
+    /// 503 meanwhile), so a test about Vault's own faults waits for it first.
+    pub async fn wait_vault_configs_fresh(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, metrics) = self.admin_get("/metrics").await;
+            if metrics.lines().any(|line| {
+                line == r#"iomete_secrets_webhook_cache_fresh{cache="vault_configs"} 1"#
+            }) {
+                return;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the webhook exited with {status}: {}", self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the VaultConfig cache is not fresh after 60 s: {}",
+                self.output()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
         match reqwest::Client::new().get(url).send().await {
