@@ -9,13 +9,13 @@
 //! notebook pod with a legacy placeholder (patched, with a warning). Everything stops when the
 //! demo ends, however it ends. Run with `cargo run --example demo`.
 
-use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine as _;
 use iomete_secrets_webhook::boot::config::{Cli, Command, LogFormat};
 use iomete_secrets_webhook::boot::{app, certs};
+use iomete_secrets_webhook::edge::server::Listeners;
 use iomete_secrets_webhook::edge::{telemetry, tls};
 use serde_json::{Value, json};
 
@@ -70,14 +70,14 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let bundle = certs::generate(&["localhost".to_owned(), "127.0.0.1".to_owned()])?;
     certs::write(&bundle, dir.path())?;
-    let (port, admin_port) = (free_port()?, free_port()?);
     let cli = <Cli as clap::Parser>::try_parse_from([
         "iomete-secrets-webhook",
         "serve",
+        // Port 0: free ports, read back from the bound listeners below.
         "--listen",
-        &format!("127.0.0.1:{port}"),
+        "127.0.0.1:0",
         "--admin-listen",
-        &format!("127.0.0.1:{admin_port}"),
+        "127.0.0.1:0",
         "--tls-cert",
         &dir.path().join("tls.crt").display().to_string(),
         "--tls-key",
@@ -88,12 +88,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = args.validate()?;
     let server_tls = tls::ServerTls::load(&config.tls_cert, &config.tls_key, None)?;
+    let listeners = Listeners::bind(config.listen, config.admin_listen)?;
+    let (webhook_address, admin_address) = listeners.addresses();
+    let (port, admin_port) = (webhook_address.port(), admin_address.port());
     let kubeconfig = kube::config::Kubeconfig::read_from(plane.admin_kubeconfig())?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
     let client = kube::Client::try_from(client_config)?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let webhook = tokio::spawn(app::run(config, server_tls, client, async {
+    let webhook = tokio::spawn(app::run(config, server_tls, listeners, client, async {
         let _ = stopped.await;
     }));
     wait_ready(admin_port).await?;
@@ -124,10 +127,6 @@ async fn main() -> anyhow::Result<()> {
 
 fn step(text: &str) {
     println!("\n=== {text}");
-}
-
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn review(pod: Value, namespace: &str) -> Value {

@@ -10,6 +10,7 @@ use clap::{CommandFactory, FromArgMatches, Parser};
 use iomete_secrets_webhook::boot::config::{Cli, Command, VaultCommand};
 use iomete_secrets_webhook::boot::tool_args::{OutputFormat, ToolArgs};
 use iomete_secrets_webhook::boot::{app, certs};
+use iomete_secrets_webhook::edge::server::Listeners;
 use iomete_secrets_webhook::edge::{telemetry, tls};
 use iomete_secrets_webhook::tools::{self, Report, ToolError};
 
@@ -45,6 +46,8 @@ async fn main() -> anyhow::Result<ExitCode> {
                 config.client_ca.as_deref(),
             )
             .context("invalid TLS configuration")?;
+            let listeners =
+                Listeners::bind(config.listen, config.admin_listen).context("cannot listen")?;
             let mut kube_config = kube::Config::infer()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;
@@ -53,7 +56,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             kube_config.default_retry = false;
             let client = kube::Client::try_from(kube_config)
                 .context("cannot build the Kubernetes client")?;
-            app::run(config, tls, client, shutdown_signal())
+            app::run(config, tls, listeners, client, shutdown_signal())
                 .await
                 .context("webhook stopped")?;
         }

@@ -35,15 +35,17 @@ impl Readiness {
     }
 }
 
-/// Runs the webhook until `shutdown` resolves. `tls` is loaded by the caller so that a bad
-/// certificate fails before anything else starts; the certificate is reloaded while serving.
+/// Runs the webhook until `shutdown` resolves. `tls` is loaded and `listeners` are bound by the
+/// caller (after the configuration is validated), so a bad certificate or a taken port fails
+/// before anything else starts, and a caller that bound port 0 knows the ports; the
+/// certificate is reloaded while serving.
 pub async fn run(
     config: ServeConfig,
     tls: ServerTls,
+    listeners: Listeners,
     client: kube::Client,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let listeners = Listeners::bind(config.listen, config.admin_listen)?;
     let mut metrics = Metrics::new();
     metrics.register_serving_certificate_expiry(tls.certificates.expiry());
     let metrics = Arc::new(metrics);
