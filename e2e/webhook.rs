@@ -129,29 +129,31 @@ impl Webhook {
     /// Waits for `/readyz`: the caches listed from the API server (generous: the machine is
     /// shared with builds, and the API server may be busy with other tests).
     pub async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.admin_get("/readyz").await.0 == 200 {
-                return;
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("the webhook exited with {status}: {}", self.output());
-            }
-            assert!(Instant::now() < deadline, "not ready: {}", self.output());
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.wait_until("ready", async |webhook| {
+            webhook.admin_get("/readyz").await.0 == 200
+        })
+        .await;
     }
 
     /// Waits until the webhook's VaultConfig cache is fresh (`cache_fresh{cache="vault_configs"}`
     /// is 1). Readiness does not wait for it, by design (Vault references alone get a retriable
     /// 503 meanwhile), so a test about Vault's own faults waits for it first.
     pub async fn wait_vault_configs_fresh(&mut self) {
+        self.wait_until("a fresh VaultConfig cache", async |webhook| {
+            let (_, metrics) = webhook.admin_get("/metrics").await;
+            metrics.lines().any(|line| {
+                line == r#"iomete_secrets_webhook_cache_fresh{cache="vault_configs"} 1"#
+            })
+        })
+        .await;
+    }
+
+    /// Polls `condition` for up to 60 s; fails with the webhook's output if it exits or the time
+    /// runs out.
+    async fn wait_until(&mut self, what: &str, condition: impl AsyncFn(&Webhook) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (_, metrics) = self.admin_get("/metrics").await;
-            if metrics.lines().any(|line| {
-                line == r#"iomete_secrets_webhook_cache_fresh{cache="vault_configs"} 1"#
-            }) {
+            if condition(self).await {
                 return;
             }
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -159,7 +161,7 @@ impl Webhook {
             }
             assert!(
                 Instant::now() < deadline,
-                "the VaultConfig cache is not fresh after 60 s: {}",
+                "not {what} after 60 s: {}",
                 self.output()
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
