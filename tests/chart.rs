@@ -9,50 +9,24 @@
 //! helm and promtool come from `scripts/ensure-helm-tools.sh`; without them (or without kubectl)
 //! the test says how to get them and passes, except under CI, where it fails.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-
 #[path = "support/helm_tools.rs"]
 mod helm_tools;
+#[path = "support/validation_script.rs"]
+mod validation_script;
 
 #[test]
 fn chart_validates() {
     let Some(tools) = helm_tools::helm_tools_or_skip("chart_validates") else {
         return;
     };
-    let kubectl = Command::new("kubectl")
-        .args(["version", "--client"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if kubectl.is_err() {
-        assert!(
-            !helm_tools::ci(),
-            "kubectl is not on PATH under CI, where the chart must be compared with deploy/"
-        );
-        eprintln!("note: kubectl is not on PATH; skipping the validation of the chart");
+    if !validation_script::kubectl_or_skip(
+        helm_tools::ci(),
+        "the chart must be compared with deploy/",
+    ) {
         return;
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let output = Command::new("bash")
-        .arg(root.join("scripts/validate-chart.sh"))
-        .current_dir(root)
-        .env("IOMETE_HELM_TOOLS_BIN", &tools)
-        .env(
-            "IOMETE_SECRETS_WEBHOOK_BIN",
-            env!("CARGO_BIN_EXE_iomete-secrets-webhook"),
-        )
-        .stdin(Stdio::null())
-        .output()
-        .expect("bash runs scripts/validate-chart.sh");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "scripts/validate-chart.sh failed ({}):\n{stdout}\n{stderr}",
-        output.status
+    validation_script::run(
+        "validate-chart.sh",
+        &[("IOMETE_HELM_TOOLS_BIN", tools.as_os_str())],
     );
-    // Shown with --nocapture: what was validated.
-    println!("{stdout}{stderr}");
 }
