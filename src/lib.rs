@@ -18,6 +18,7 @@
 pub mod admission;
 pub mod backends;
 pub mod boot;
+pub mod broker;
 pub mod decision;
 pub mod edge;
 pub mod tools;

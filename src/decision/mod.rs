@@ -9,6 +9,7 @@
 //! reads; [`legacy`] is the `${secrets.key}` placeholder grammar, [`spark`] Spark's option
 //! string rules and [`expansion`] the kubelet's `$(VAR)` rule.
 
+pub mod delivery;
 pub mod expansion;
 pub mod injection;
 pub mod legacy;

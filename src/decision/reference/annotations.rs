@@ -21,7 +21,7 @@ use crate::decision::names::{
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReferenceError {
     #[error(
-        "unknown annotation {0:?}: the {ANNOTATION_PREFIX} prefix only allows env-secrets, spark-conf-secrets, containers, injected and versions"
+        "unknown annotation {0:?}: the {ANNOTATION_PREFIX} prefix only allows env-secrets, spark-conf-secrets, containers, delivery, injected and versions"
     )]
     UnknownAnnotation(String),
     #[error(
@@ -144,8 +144,55 @@ pub fn parse_annotations(
             // Written by the webhook beside `injected` (version identifiers, read only by the
             // admin tools' audit): never an input to the decision.
             "versions" => {}
+            // Read by `delivery::choose`, which names a bad value precisely.
+            "delivery" => {}
             _ => return Err(ReferenceError::UnknownAnnotation(name.clone())),
         }
+    }
+    Ok(references)
+}
+
+/// Parses a container's reference list (the broker mode's `IOMETE_ENV_REFERENCES`, written by
+/// [`super::write_reference_list`]): `{"env-secrets": [...], "spark-conf-secrets": [...]}`, each
+/// list in its annotation's format and held to the same rules. The broker reads it from the pod
+/// spec, where anyone who can create the pod could have written it, so it is parsed as strictly.
+pub fn parse_reference_list(value: &str) -> Result<References, ReferenceError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawList<'a> {
+        #[serde(default, borrow, rename = "env-secrets")]
+        env_secrets: Option<&'a serde_json::value::RawValue>,
+        #[serde(default, borrow, rename = "spark-conf-secrets")]
+        spark_conf_secrets: Option<&'a serde_json::value::RawValue>,
+    }
+    let malformed = |reason: String| ReferenceError::Malformed {
+        annotation: super::REFERENCE_LIST,
+        reason,
+    };
+    if value.len() > 2 * MAX_ANNOTATION_BYTES {
+        return Err(ReferenceError::TooLarge {
+            annotation: super::REFERENCE_LIST,
+            size: value.len(),
+        });
+    }
+    let ObjectOnly(raw) = serde_json::from_str::<ObjectOnly<RawList<'_>>>(value)
+        .map_err(|error| malformed(error.to_string()))?;
+    let mut references = References::default();
+    if let Some(list) = raw.env_secrets {
+        references.env = parse_entries(ENV_SECRETS_ANNOTATION, list.get(), validate_env_name)?
+            .into_iter()
+            .map(|(env_name, secret)| EnvSecret { env_name, secret })
+            .collect();
+    }
+    if let Some(list) = raw.spark_conf_secrets {
+        references.spark_conf = parse_entries(
+            SPARK_CONF_SECRETS_ANNOTATION,
+            list.get(),
+            validate_spark_property,
+        )?
+        .into_iter()
+        .map(|(property, secret)| SparkConfSecret { property, secret })
+        .collect();
     }
     Ok(references)
 }

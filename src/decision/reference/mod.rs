@@ -11,7 +11,7 @@ use std::fmt;
 use serde::Deserialize;
 
 mod annotations;
-pub use annotations::{ReferenceError, parse_annotations};
+pub use annotations::{ReferenceError, parse_annotations, parse_reference_list};
 
 /// Every annotation this product reads or writes starts with this prefix.
 pub const ANNOTATION_PREFIX: &str = "secrets.iomete.com/";
@@ -27,6 +27,10 @@ pub const INJECTED_ANNOTATION: &str = "secrets.iomete.com/injected";
 /// value injected (a store Secret's uid/resourceVersion, a Vault KV v2 version; never derived
 /// from a value), read by `audit` to find pods holding a rotated secret.
 pub const VERSIONS_ANNOTATION: &str = "secrets.iomete.com/versions";
+
+/// What a broker-mode container's reference list is called in errors (it is the env var
+/// `IOMETE_ENV_REFERENCES`, see [`crate::decision::delivery`]).
+pub const REFERENCE_LIST: &str = "IOMETE_ENV_REFERENCES";
 
 /// Largest annotation value accepted, in bytes.
 pub const MAX_ANNOTATION_BYTES: usize = 64 * 1024;
@@ -207,6 +211,36 @@ impl References {
         }
         digest
     }
+}
+
+/// A container's reference list for broker mode, in the format [`parse_reference_list`] reads:
+/// the same entries as the annotations, names and sources only, never a value.
+pub fn write_reference_list(env: &[EnvSecret], spark_conf: &[SparkConfSecret]) -> String {
+    fn entry(target: &str, secret: &SecretRef) -> serde_json::Value {
+        serde_json::json!({
+            "key": target,
+            "secretObject": {
+                "key": secret.key,
+                "source": {"type": secret.source.source_type().to_string(), "id": secret.source.id()},
+            },
+        })
+    }
+    let mut list = serde_json::Map::new();
+    if !env.is_empty() {
+        let entries = env.iter().map(|e| entry(&e.env_name, &e.secret)).collect();
+        list.insert("env-secrets".into(), serde_json::Value::Array(entries));
+    }
+    if !spark_conf.is_empty() {
+        let entries = spark_conf
+            .iter()
+            .map(|e| entry(&e.property, &e.secret))
+            .collect();
+        list.insert(
+            "spark-conf-secrets".into(),
+            serde_json::Value::Array(entries),
+        );
+    }
+    serde_json::Value::Object(list).to_string()
 }
 
 /// The distinct secrets a set of references needs, in a stable order.
