@@ -13,7 +13,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 use crate::backends::kubernetes::ScopePolicy;
 use crate::backends::vault::VaultSettings;
 use crate::backends::vault::client::Timeouts;
+use crate::decision::delivery::DeliveryPolicy;
 use crate::decision::names::is_dns_label;
+
+pub use super::broker_args::{BrokerArgs, BrokerConfig, BrokerConfigError};
 
 pub use super::tool_args::{AuditArgs, CatalogueArgs, CheckArgs, ToolArgs, VaultCommand};
 
@@ -47,6 +50,10 @@ pub enum ConfigError {
     VaultCheckInterval(Duration),
     #[error("--audit-interval must be at least 1s, got {0:?}")]
     AuditInterval(Duration),
+    #[error(transparent)]
+    Broker(#[from] BrokerConfigError),
+    #[error("--broker-listen must differ from --listen and --admin-listen, got {0}")]
+    BrokerPort(SocketAddr),
 }
 
 #[derive(Debug, Parser)]
@@ -129,6 +136,8 @@ pub struct ServeArgs {
     pub admin_listen: SocketAddr,
     #[command(flatten)]
     pub scope: ScopeArgs,
+    #[command(flatten)]
+    pub broker: BrokerArgs,
     /// Whether the secrets.iomete.com/ (V2) annotations are honoured.
     #[arg(
         long,
@@ -190,6 +199,10 @@ pub struct ServeConfig {
     pub vault: VaultSettings,
     /// `Some(interval)`: audit the cluster's pods this often (`--audit-pods`).
     pub audit_pods: Option<Duration>,
+    /// How pods' values are delivered (`--delivery-default`, `--delivery-required`).
+    pub delivery: DeliveryPolicy,
+    /// `Some`: broker mode is on (`--broker-listen`).
+    pub broker: Option<BrokerConfig>,
 }
 
 impl ServeArgs {
@@ -222,6 +235,13 @@ impl ServeArgs {
         if self.audit_interval < Duration::from_secs(1) {
             return Err(ConfigError::AuditInterval(self.audit_interval));
         }
+        let (delivery, broker) = self.broker.validate()?;
+        if let Some(broker) = &broker
+            && broker.listen.port() != 0
+            && [self.listen, self.admin_listen].contains(&broker.listen)
+        {
+            return Err(ConfigError::BrokerPort(broker.listen));
+        }
         Ok(ServeConfig {
             listen: self.listen,
             tls_cert: self.tls_cert.clone(),
@@ -244,6 +264,8 @@ impl ServeArgs {
                 check_interval: self.vault_check_interval,
             },
             audit_pods: self.audit_pods.then_some(self.audit_interval),
+            delivery,
+            broker,
         })
     }
 }

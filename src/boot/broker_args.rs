@@ -1,0 +1,251 @@
+//! The broker mode's flags (issue "secrets that never touch etcd"), flattened into `serve`.
+//!
+//! `--broker-listen` turns the broker on; it then needs the URL pods reach it at, the CA that
+//! signed its certificate (public, put into each wrapped container) and the image that carries
+//! `iomete-env` (the webhook's own). `--delivery-default` and `--delivery-required` choose the
+//! mode of pods that do not choose, and forbid the other one.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use crate::decision::delivery::{Delivery, DeliveryPolicy};
+
+/// A broker flag value that cannot work; the message names the flag.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    #[error("--{0} is required with --broker-listen")]
+    Missing(&'static str),
+    #[error(
+        "--delivery-default or --delivery-required is broker, but the broker is off; set --broker-listen (and --broker-url, --broker-ca, --broker-image)"
+    )]
+    BrokerOff,
+    #[error("--delivery-default is {default} but --delivery-required is {required}")]
+    Contradiction {
+        default: Delivery,
+        required: Delivery,
+    },
+    #[error(
+        "--broker-url {0:?} must be an https:// URL with a host and no path, query or fragment"
+    )]
+    Url(String),
+    #[error("--broker-image must be a container image reference, got {0:?}")]
+    Image(String),
+}
+
+/// How the kubelet pulls the init container's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PullPolicy {
+    #[value(name = "IfNotPresent")]
+    IfNotPresent,
+    #[value(name = "Always")]
+    Always,
+    #[value(name = "Never")]
+    Never,
+}
+
+impl PullPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullPolicy::IfNotPresent => "IfNotPresent",
+            PullPolicy::Always => "Always",
+            PullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// A delivery mode as a flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeliveryFlag {
+    Env,
+    Broker,
+}
+
+impl From<DeliveryFlag> for Delivery {
+    fn from(flag: DeliveryFlag) -> Delivery {
+        match flag {
+            DeliveryFlag::Env => Delivery::Env,
+            DeliveryFlag::Broker => Delivery::Broker,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArgs {
+    /// Delivery mode of a pod without the secrets.iomete.com/delivery annotation.
+    #[arg(long, env = "IOMETE_SECRETS_DELIVERY_DEFAULT", value_enum, default_value_t = DeliveryFlag::Env)]
+    pub delivery_default: DeliveryFlag,
+    /// When set, pods asking for the other delivery mode are denied.
+    #[arg(long, env = "IOMETE_SECRETS_DELIVERY_REQUIRED", value_enum)]
+    pub delivery_required: Option<DeliveryFlag>,
+    /// Address of the broker's TLS endpoint (POST /v1/env), which turns broker mode on. It
+    /// serves the certificate of --tls-cert and never asks for a client certificate.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_LISTEN")]
+    pub broker_listen: Option<SocketAddr>,
+    /// The URL pods reach the broker at, e.g. https://iomete-secrets-webhook.iomete-system.svc:8444.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_URL")]
+    pub broker_url: Option<String>,
+    /// PEM CA bundle that signed --tls-cert, given to wrapped containers to verify the broker.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_CA")]
+    pub broker_ca: Option<PathBuf>,
+    /// Image of the init container that installs iomete-env: the webhook's own image.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_IMAGE")]
+    pub broker_image: Option<String>,
+    /// Pull policy of that init container.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_IMAGE_PULL_POLICY", value_enum, default_value_t = PullPolicy::IfNotPresent)]
+    pub broker_image_pull_policy: PullPolicy,
+    /// JSON file of image entrypoints, for containers without `command`: {"repository": {"entrypoint":
+    /// [...], "cmd": [...]}}, a repository ending in "/*" matching every image under it. Added to
+    /// (and overriding) the shipped entries for the Spark and Jupyter docker-stacks images.
+    #[arg(long, env = "IOMETE_SECRETS_BROKER_ENTRYPOINTS")]
+    pub broker_entrypoints: Option<PathBuf>,
+}
+
+/// The broker's validated settings (the files they name are read by the wiring).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub listen: SocketAddr,
+    pub url: String,
+    pub ca: PathBuf,
+    pub image: String,
+    pub pull_policy: PullPolicy,
+    pub entrypoints: Option<PathBuf>,
+}
+
+impl BrokerArgs {
+    /// The delivery policy and, when broker mode is on, its settings.
+    pub fn validate(&self) -> Result<(DeliveryPolicy, Option<BrokerConfig>), BrokerConfigError> {
+        let default = Delivery::from(self.delivery_default);
+        let required = self.delivery_required.map(Delivery::from);
+        if let Some(required) = required
+            && required != default
+            && self.delivery_default != DeliveryFlag::Env
+        {
+            return Err(BrokerConfigError::Contradiction { default, required });
+        }
+        let broker = match self.broker_listen {
+            None if default == Delivery::Broker || required == Some(Delivery::Broker) => {
+                return Err(BrokerConfigError::BrokerOff);
+            }
+            None => None,
+            Some(listen) => {
+                let url = self
+                    .broker_url
+                    .clone()
+                    .ok_or(BrokerConfigError::Missing("broker-url"))?;
+                if !is_broker_url(&url) {
+                    return Err(BrokerConfigError::Url(url));
+                }
+                let image = self
+                    .broker_image
+                    .clone()
+                    .ok_or(BrokerConfigError::Missing("broker-image"))?;
+                if image.is_empty() || image.chars().any(char::is_whitespace) {
+                    return Err(BrokerConfigError::Image(image));
+                }
+                Some(BrokerConfig {
+                    listen,
+                    url,
+                    ca: self
+                        .broker_ca
+                        .clone()
+                        .ok_or(BrokerConfigError::Missing("broker-ca"))?,
+                    image,
+                    pull_policy: self.broker_image_pull_policy,
+                    entrypoints: self.broker_entrypoints.clone(),
+                })
+            }
+        };
+        let policy = DeliveryPolicy {
+            default,
+            required,
+            broker_enabled: broker.is_some(),
+        };
+        Ok((policy, broker))
+    }
+}
+
+fn is_broker_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@'])
+        && !authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use rstest::rstest;
+
+    #[derive(Parser)]
+    struct Flags {
+        #[command(flatten)]
+        broker: BrokerArgs,
+    }
+
+    fn validate(argv: &[&str]) -> Result<(DeliveryPolicy, Option<BrokerConfig>), String> {
+        let mut full = vec!["test"];
+        full.extend_from_slice(argv);
+        let flags = Flags::try_parse_from(full).map_err(|error| error.to_string())?;
+        flags.broker.validate().map_err(|error| error.to_string())
+    }
+
+    const ON: &[&str] = &[
+        "--broker-listen",
+        "0.0.0.0:8444",
+        "--broker-url",
+        "https://webhook.iomete-system.svc:8444",
+        "--broker-ca",
+        "/etc/tls/ca.crt",
+        "--broker-image",
+        "iomete/iomete-secrets-webhook:0.1.0",
+    ];
+
+    #[test]
+    fn off_by_default_and_env_delivery() {
+        let (policy, broker) = validate(&[]).unwrap();
+        assert_eq!(policy, DeliveryPolicy::default());
+        assert!(broker.is_none());
+    }
+
+    #[test]
+    fn on_with_its_settings() {
+        let mut argv = ON.to_vec();
+        argv.extend(["--delivery-required", "broker"]);
+        let (policy, broker) = validate(&argv).unwrap();
+        assert_eq!(policy.required, Some(Delivery::Broker));
+        assert!(policy.broker_enabled);
+        let broker = broker.unwrap();
+        assert_eq!(broker.pull_policy, PullPolicy::IfNotPresent);
+        assert_eq!(broker.url, "https://webhook.iomete-system.svc:8444");
+    }
+
+    #[rstest]
+    #[case(&["--delivery-default", "broker"], "--broker-listen")]
+    #[case(&["--delivery-required", "broker"], "--broker-listen")]
+    #[case(&["--broker-listen", "0.0.0.0:8444"], "--broker-url")]
+    #[case(&["--delivery-default", "broker", "--delivery-required", "env"], "--delivery-required")]
+    fn bad_combinations_are_named(#[case] argv: &[&str], #[case] expected: &str) {
+        let error = validate(argv).unwrap_err();
+        assert!(error.contains(expected), "{error}");
+    }
+
+    #[rstest]
+    #[case("http://webhook:8444")]
+    #[case("https://")]
+    #[case("https://webhook:8444/v1/env")]
+    #[case("https://user@webhook")]
+    fn bad_urls_are_refused(#[case] url: &str) {
+        let mut argv = ON.to_vec();
+        argv[3] = url;
+        let error = validate(&argv).unwrap_err();
+        assert!(error.contains("--broker-url"), "{error}");
+    }
+}
