@@ -107,9 +107,7 @@ fn vault_owners() -> BTreeMap<String, String> {
 }
 
 fn settings() -> Settings {
-    Settings {
-        secrets_v2_enabled: true,
-    }
+    Settings::env_delivery(true)
 }
 
 /// Every referenced value, as the backends would return them.

@@ -564,13 +564,7 @@ async fn one_admission_reads_one_version_of_a_store() {
         timeout: Duration::from_secs(5),
         max_in_flight: 1,
     };
-    let admitter = Admitter::new(
-        Arc::new(backends),
-        Settings {
-            secrets_v2_enabled: true,
-        },
-        limits,
-    );
+    let admitter = Admitter::new(Arc::new(backends), Settings::env_delivery(true), limits);
     let entries: Vec<(&str, &str, &str)> =
         BURST_KEYS.iter().map(|key| (*key, *key, "burst")).collect();
     let review = review_of(

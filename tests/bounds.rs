@@ -50,9 +50,7 @@ async fn router(timeout: Duration) -> axum::Router {
     let backends = support::backends(stores, Vec::new(), support::vault_settings());
     let admitter = Admitter::new(
         Arc::new(backends),
-        Settings {
-            secrets_v2_enabled: true,
-        },
+        Settings::env_delivery(true),
         Limits {
             timeout,
             max_in_flight: 16,

@@ -61,7 +61,7 @@ impl Harness {
         ));
         let admitter = Admitter::new(
             backends,
-            Settings { secrets_v2_enabled },
+            Settings::env_delivery(secrets_v2_enabled),
             Limits {
                 timeout: Duration::from_secs(5),
                 max_in_flight,

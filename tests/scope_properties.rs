@@ -617,9 +617,7 @@ fn admitter(stores: KubernetesCaches, vault: &VaultBackend, case: &Case) -> Admi
             kubernetes: stores,
             vault: vault.clone(),
         }),
-        Settings {
-            secrets_v2_enabled: case.secrets_v2_enabled,
-        },
+        Settings::env_delivery(case.secrets_v2_enabled),
         Limits {
             timeout: Duration::from_secs(30),
             max_in_flight: 4,

@@ -148,9 +148,7 @@ async fn admitter(store: Vec<(String, String)>) -> Admitter {
             Vec::new(),
             support::vault_settings(),
         )),
-        Settings {
-            secrets_v2_enabled: true,
-        },
+        Settings::env_delivery(true),
         Limits {
             timeout: Duration::from_secs(5),
             max_in_flight: 16,

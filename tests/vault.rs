@@ -116,9 +116,7 @@ impl Webhook {
                 kubernetes: stores.clone(),
                 vault: vault.clone(),
             }),
-            Settings {
-                secrets_v2_enabled: true,
-            },
+            Settings::env_delivery(true),
             Limits {
                 timeout: Duration::from_secs(8),
                 max_in_flight: 2048,

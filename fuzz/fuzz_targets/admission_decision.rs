@@ -102,9 +102,7 @@ impl Harness {
 fn admitter(backends: Backends) -> Admitter {
     Admitter::new(
         Arc::new(backends),
-        Settings {
-            secrets_v2_enabled: true,
-        },
+        Settings::env_delivery(true),
         Limits {
             timeout: Duration::from_secs(8),
             max_in_flight: 16,

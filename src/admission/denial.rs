@@ -131,6 +131,11 @@ impl AdmissionError {
                     (400, "BadRequest", "too_large")
                 }
                 InjectionError::Internal(_) => (500, "InternalError", "internal"),
+                InjectionError::Delivery(_)
+                | InjectionError::UnknownEntrypoint { .. }
+                | InjectionError::ReservedName(_)
+                | InjectionError::DeniedEnvName(_)
+                | InjectionError::PlaceholderInBrokerMode { .. } => (400, "BadRequest", "delivery"),
                 InjectionError::Reference(_)
                 | InjectionError::Placeholder { .. }
                 | InjectionError::UnknownContainer { .. } => (400, "BadRequest", "malformed"),

@@ -47,7 +47,7 @@ impl Answer {
     }
 
     /// Writes the one log line of this admission: the fields of its span (uid, namespace, pod,
-    /// references, decision, code, reason, dry run; never a value) and how long it took.
+    /// references, delivery, decision, code, reason, dry run; never a value) and how long it took.
     pub fn log(&self, elapsed: Duration) {
         tracing::info!(
             parent: &self.span,
@@ -110,6 +110,7 @@ fn admission_span() -> Span {
         namespace = field::Empty,
         pod = field::Empty,
         references = field::Empty,
+        delivery = field::Empty,
         dry_run = field::Empty,
         decision = field::Empty,
         code = field::Empty,
@@ -259,6 +260,12 @@ impl Admitter {
         if plan.is_noop() {
             return Ok(None);
         }
+        let delivery = if plan.broker.is_some() {
+            "broker"
+        } else {
+            "env"
+        };
+        span.record("delivery", delivery);
         self.check_deadline(deadline, &plan.warnings)?;
         let fetched = self
             .backends

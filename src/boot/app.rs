@@ -106,6 +106,8 @@ pub async fn run(
     });
     let settings = Settings {
         secrets_v2_enabled: config.secrets_v2_enabled,
+        delivery: config.delivery,
+        broker: config.broker.as_ref().map(|broker| broker.settings.clone()),
     };
     let limits = Limits {
         timeout: config.admission_timeout,

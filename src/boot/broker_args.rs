@@ -6,11 +6,14 @@
 //! mode of pods that do not choose, and forbid the other one.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::ValueEnum;
 
 use crate::decision::delivery::{Delivery, DeliveryPolicy};
+use crate::decision::entrypoints::{EntrypointError, EntrypointTable};
+use crate::decision::injection::BrokerSettings;
 
 /// A broker flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +35,21 @@ pub enum BrokerConfigError {
     Url(String),
     #[error("--broker-image must be a container image reference, got {0:?}")]
     Image(String),
+    #[error("cannot read --{flag} {path}: {source}")]
+    Read {
+        flag: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("--broker-ca {0} holds no PEM certificate")]
+    CaNotPem(PathBuf),
+    #[error("--broker-entrypoints {path}: {source}")]
+    Entrypoints {
+        path: PathBuf,
+        #[source]
+        source: EntrypointError,
+    },
 }
 
 /// How the kubelet pulls the init container's image.
@@ -102,15 +120,12 @@ pub struct BrokerArgs {
     pub broker_entrypoints: Option<PathBuf>,
 }
 
-/// The broker's validated settings (the files they name are read by the wiring).
+/// The broker's validated settings, its files read.
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub listen: SocketAddr,
-    pub url: String,
-    pub ca: PathBuf,
-    pub image: String,
-    pub pull_policy: PullPolicy,
-    pub entrypoints: Option<PathBuf>,
+    /// What admission writes into a broker-mode pod.
+    pub settings: Arc<BrokerSettings>,
 }
 
 impl BrokerArgs {
@@ -144,16 +159,33 @@ impl BrokerArgs {
                 if image.is_empty() || image.chars().any(char::is_whitespace) {
                     return Err(BrokerConfigError::Image(image));
                 }
+                let ca = self
+                    .broker_ca
+                    .as_deref()
+                    .ok_or(BrokerConfigError::Missing("broker-ca"))?;
+                let ca_pem = read("broker-ca", ca)?;
+                if !ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(BrokerConfigError::CaNotPem(ca.to_owned()));
+                }
+                let mut entrypoints = EntrypointTable::shipped();
+                if let Some(path) = &self.broker_entrypoints {
+                    entrypoints = entrypoints
+                        .with_file(&read("broker-entrypoints", path)?)
+                        .map_err(|source| BrokerConfigError::Entrypoints {
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
+                let settings = BrokerSettings {
+                    url: url.trim_end_matches('/').to_owned(),
+                    ca_pem,
+                    image,
+                    pull_policy: self.broker_image_pull_policy.as_str(),
+                    entrypoints,
+                };
                 Some(BrokerConfig {
                     listen,
-                    url,
-                    ca: self
-                        .broker_ca
-                        .clone()
-                        .ok_or(BrokerConfigError::Missing("broker-ca"))?,
-                    image,
-                    pull_policy: self.broker_image_pull_policy,
-                    entrypoints: self.broker_entrypoints.clone(),
+                    settings: Arc::new(settings),
                 })
             }
         };
@@ -164,6 +196,14 @@ impl BrokerArgs {
         };
         Ok((policy, broker))
     }
+}
+
+fn read(flag: &'static str, path: &Path) -> Result<String, BrokerConfigError> {
+    std::fs::read_to_string(path).map_err(|source| BrokerConfigError::Read {
+        flag,
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn is_broker_url(url: &str) -> bool {
@@ -197,16 +237,46 @@ mod tests {
         flags.broker.validate().map_err(|error| error.to_string())
     }
 
-    const ON: &[&str] = &[
-        "--broker-listen",
-        "0.0.0.0:8444",
-        "--broker-url",
-        "https://webhook.iomete-system.svc:8444",
-        "--broker-ca",
-        "/etc/tls/ca.crt",
-        "--broker-image",
-        "iomete/iomete-secrets-webhook:0.1.0",
-    ];
+    /// Broker flags with a CA file that exists; the directory lives as long as the flags.
+    struct On {
+        _dir: tempfile::TempDir,
+        argv: Vec<String>,
+    }
+
+    impl On {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let ca = dir.path().join("ca.crt");
+            std::fs::write(
+                &ca,
+                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+            )
+            .unwrap();
+            let argv = [
+                "--broker-listen",
+                "0.0.0.0:8444",
+                "--broker-url",
+                "https://webhook.iomete-system.svc:8444",
+                "--broker-ca",
+                ca.to_str().unwrap(),
+                "--broker-image",
+                "iomete/iomete-secrets-webhook:0.1.0",
+            ]
+            .map(String::from)
+            .to_vec();
+            On { _dir: dir, argv }
+        }
+
+        fn with(&self, extra: &[&str]) -> Vec<String> {
+            let mut argv = self.argv.clone();
+            argv.extend(extra.iter().map(|arg| arg.to_string()));
+            argv
+        }
+    }
+
+    fn validate_owned(argv: &[String]) -> Result<(DeliveryPolicy, Option<BrokerConfig>), String> {
+        validate(&argv.iter().map(String::as_str).collect::<Vec<_>>())
+    }
 
     #[test]
     fn off_by_default_and_env_delivery() {
@@ -217,14 +287,32 @@ mod tests {
 
     #[test]
     fn on_with_its_settings() {
-        let mut argv = ON.to_vec();
-        argv.extend(["--delivery-required", "broker"]);
-        let (policy, broker) = validate(&argv).unwrap();
+        let on = On::new();
+        let (policy, broker) =
+            validate_owned(&on.with(&["--delivery-required", "broker"])).unwrap();
         assert_eq!(policy.required, Some(Delivery::Broker));
         assert!(policy.broker_enabled);
-        let broker = broker.unwrap();
-        assert_eq!(broker.pull_policy, PullPolicy::IfNotPresent);
-        assert_eq!(broker.url, "https://webhook.iomete-system.svc:8444");
+        let settings = &broker.unwrap().settings;
+        assert_eq!(settings.pull_policy, "IfNotPresent");
+        assert_eq!(settings.url, "https://webhook.iomete-system.svc:8444");
+        assert!(settings.ca_pem.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn files_that_cannot_be_used_are_named() {
+        let on = On::new();
+        let error =
+            validate_owned(&on.with(&["--broker-entrypoints", "/nonexistent.json"])).unwrap_err();
+        assert!(error.contains("--broker-entrypoints"), "{error}");
+        let bad = on._dir.path().join("entrypoints.json");
+        std::fs::write(&bad, "[]").unwrap();
+        let error =
+            validate_owned(&on.with(&["--broker-entrypoints", bad.to_str().unwrap()])).unwrap_err();
+        assert!(error.contains("--broker-entrypoints"), "{error}");
+        let mut no_pem = on.argv.clone();
+        no_pem[5] = bad.to_str().unwrap().to_owned();
+        let error = validate_owned(&no_pem).unwrap_err();
+        assert!(error.contains("--broker-ca"), "{error}");
     }
 
     #[rstest]
@@ -243,9 +331,10 @@ mod tests {
     #[case("https://webhook:8444/v1/env")]
     #[case("https://user@webhook")]
     fn bad_urls_are_refused(#[case] url: &str) {
-        let mut argv = ON.to_vec();
-        argv[3] = url;
-        let error = validate(&argv).unwrap_err();
+        let on = On::new();
+        let mut argv = on.argv.clone();
+        argv[3] = url.to_owned();
+        let error = validate_owned(&argv).unwrap_err();
         assert!(error.contains("--broker-url"), "{error}");
     }
 }

@@ -32,6 +32,9 @@ pub const WRAPPER_VOLUME: &str = "iomete-env";
 pub const WRAPPER_DIR: &str = "/var/run/iomete-env";
 /// The binary's name in [`WRAPPER_DIR`] and in the webhook's image.
 pub const WRAPPER_BINARY: &str = "iomete-env";
+/// Where the webhook's image carries `iomete-env`, which the init container runs as
+/// `iomete-env install <WRAPPER_DIR>/iomete-env`.
+pub const IMAGE_WRAPPER_PATH: &str = "/usr/local/bin/iomete-env";
 /// The init container that copies `iomete-env` into [`WRAPPER_VOLUME`].
 pub const INSTALL_CONTAINER: &str = "iomete-env-install";
 

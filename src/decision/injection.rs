@@ -9,7 +9,9 @@
 //! in [`render`] and names the property, never the value.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
+use crate::decision::delivery::{self, Delivery, DeliveryPolicy};
 use crate::decision::pod::{Container, Pod};
 use crate::decision::reference::{self, References, Source, SparkConfSecret};
 use crate::decision::scope::{
@@ -17,12 +19,14 @@ use crate::decision::scope::{
 };
 use crate::decision::spark;
 
+mod broker_wrap;
 mod env_secrets;
 mod model;
 mod placeholders;
 mod render;
 mod spark_conf;
 
+pub use broker_wrap::{BrokerPlan, BrokerSettings, Wrap};
 pub use model::{
     ContainerList, ContainerPath, EnvChange, Injected, InjectionError, MissingValue,
     OptionsPlacement, Plan,
@@ -50,6 +54,25 @@ pub const MAX_LISTED_REFERENCES: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub secrets_v2_enabled: bool,
+    /// How values are delivered: the operator's default and requirement.
+    pub delivery: DeliveryPolicy,
+    /// What broker delivery writes into a pod; `None` when the broker is off.
+    pub broker: Option<Arc<BrokerSettings>>,
+}
+
+impl Settings {
+    /// Secrets V2 on or off, env delivery only (the broker off).
+    pub const fn env_delivery(secrets_v2_enabled: bool) -> Self {
+        Settings {
+            secrets_v2_enabled,
+            delivery: DeliveryPolicy {
+                default: Delivery::Env,
+                required: None,
+                broker_enabled: false,
+            },
+            broker: None,
+        }
+    }
 }
 
 /// an env value. Pods that do not are admitted untouched without consulting any cache.
@@ -117,6 +140,9 @@ pub fn plan_references(
     let digest = references.digest();
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
     let mut replaced: HashSet<(ContainerList, usize, usize)> = HashSet::new();
+    let delivery_of_pod =
+        || delivery::choose(pod.metadata.annotations.as_ref(), &settings.delivery);
+    let mut delivery = None;
     if v2_pending {
         let targets = target_containers(&containers, references.containers.as_deref())?;
         // Executors get the driver's SparkConf when they register, and their entrypoint starts
@@ -130,14 +156,51 @@ pub fn plan_references(
         reserve_injections(&plan, per_container * targets.len(), || {
             format!("{per_container} references × {} containers", targets.len())
         })?;
-        for (path, container) in targets {
-            env_secrets::plan(&mut plan, &mut replaced, &path, container, references);
-            spark_conf::plan(&mut plan, &path, container, &references.env, spark_conf)?;
+        let chosen = delivery_of_pod()?;
+        delivery = Some(chosen);
+        match (chosen, &settings.broker) {
+            (Delivery::Broker, Some(broker)) => {
+                broker_wrap::plan(
+                    &mut plan,
+                    pod,
+                    &targets,
+                    &references.env,
+                    spark_conf,
+                    broker,
+                )?;
+            }
+            (Delivery::Broker, None) => return Err(delivery::DeliveryError::BrokerDisabled.into()),
+            (Delivery::Env, _) => {
+                for (path, container) in targets {
+                    env_secrets::plan(&mut plan, &mut replaced, &path, container, references);
+                    spark_conf::plan(&mut plan, &path, container, &references.env, spark_conf)?;
+                }
+            }
         }
         plan.mark_injected = Some(digest);
     }
+    let planned = plan.changes.len();
     for (path, container) in &containers {
         placeholders::plan(&mut plan, &replaced, path, container, namespace)?;
+    }
+    // Placeholders are replaced in the spec itself: a broker-mode pod may not carry them.
+    if let Some((path, EnvChange::ReplaceValue { index, .. })) = plan.changes.get(planned) {
+        let chosen = match delivery {
+            Some(chosen) => chosen,
+            None => delivery_of_pod()?,
+        };
+        if chosen == Delivery::Broker {
+            let env = containers
+                .iter()
+                .find(|(candidate, _)| candidate == path)
+                .and_then(|(_, container)| container.env.as_deref()?.get(*index))
+                .map(|var| var.name.clone())
+                .unwrap_or_default();
+            return Err(InjectionError::PlaceholderInBrokerMode {
+                container: path.name.clone(),
+                env,
+            });
+        }
     }
     Ok(plan)
 }

@@ -10,6 +10,7 @@
 //! string rules and [`expansion`] the kubelet's `$(VAR)` rule.
 
 pub mod delivery;
+pub mod entrypoints;
 pub mod expansion;
 pub mod injection;
 pub mod legacy;

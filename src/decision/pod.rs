@@ -1,8 +1,8 @@
 //! The parts of a Pod the decision reads, and nothing else.
 //!
-//! The API server sends the whole pod; the webhook needs its name, labels and annotations and,
-//! per container, the name and the env entries (name, literal value, whether `valueFrom` is
-//! set). Decoding only those, and skipping the rest unread into memory, is most of what keeps an
+//! The API server sends the whole pod; the webhook needs its name, labels and annotations, its
+//! volumes' names and, per container, the name, the env entries (name, literal value, whether
+//! `valueFrom` is set) and what broker mode wraps (image, command, args, mounts). Decoding only those, and skipping the rest unread into memory, is most of what keeps an
 //! admission close to the cost of reading its body once (docs/benchmarks.md). The shapes that
 //! are read are the Kubernetes API's: a field of the wrong type still makes the pod unreadable.
 
@@ -34,21 +34,48 @@ pub struct ObjectMeta {
     pub annotations: Option<BTreeMap<String, String>>,
 }
 
-/// The pod's containers and init containers.
+/// The pod's containers, init containers and volume names.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodSpec {
     pub containers: Vec<Container>,
     #[serde(default)]
     pub init_containers: Option<Vec<Container>>,
+    #[serde(default)]
+    pub volumes: Option<Vec<Named>>,
 }
 
-/// A container's name and env.
+/// Anything the decision knows only by name (a volume).
 #[derive(Debug, Clone, Default, Deserialize)]
+pub struct Named {
+    pub name: String,
+}
+
+/// A container's name and env, and what broker mode needs to wrap its entrypoint.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Container {
     pub name: String,
     #[serde(default)]
     pub env: Option<Vec<EnvVar>>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    #[serde(default)]
+    pub args: Option<Vec<String>>,
+    #[serde(default)]
+    pub volume_mounts: Option<Vec<VolumeMount>>,
+    #[serde(default)]
+    pub termination_message_path: Option<String>,
+}
+
+/// Where a container mounts a volume.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeMount {
+    pub name: String,
+    pub mount_path: String,
 }
 
 /// One env entry: a literal `value`, or a `valueFrom` source (never read, only noticed).

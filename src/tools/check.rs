@@ -25,7 +25,9 @@ use super::{Report, ToolError, Verdict};
 use crate::admission::AdmissionError;
 use crate::backends::kubernetes::store_secret_name;
 use crate::boot::tool_args::CheckArgs;
-use crate::decision::injection::{self, InjectionError, Settings};
+use crate::decision::delivery::DeliveryPolicy;
+use crate::decision::entrypoints::EntrypointTable;
+use crate::decision::injection::{self, BrokerSettings, InjectionError, Settings};
 use crate::decision::legacy::parse_template;
 use crate::decision::pod::Pod;
 use crate::decision::reference::{
@@ -242,9 +244,7 @@ pub async fn check(view: &ClusterView, template: &Template, namespace: &str) -> 
         };
         return check;
     };
-    let settings = Settings {
-        secrets_v2_enabled: true,
-    };
+    let settings = check_settings();
     let references = match injection::parse_references(&pod) {
         Ok(references) => references,
         Err(error) => {
@@ -374,3 +374,24 @@ fn mark(verdict: &Verdict) -> &'static str {
 
 #[cfg(test)]
 mod tests;
+
+/// Secrets V2 on, and broker delivery available with the shipped entrypoint table, so a
+/// broker-mode pod is checked for what only that mode refuses (an unknown entrypoint, reserved
+/// names, denied env names). The operator's `--broker-entrypoints` entries are not known here.
+fn check_settings() -> Settings {
+    let broker = BrokerSettings {
+        url: "https://broker.invalid".into(),
+        ca_pem: String::new(),
+        image: String::new(),
+        pull_policy: "IfNotPresent",
+        entrypoints: EntrypointTable::shipped(),
+    };
+    Settings {
+        delivery: DeliveryPolicy {
+            broker_enabled: true,
+            ..DeliveryPolicy::default()
+        },
+        broker: Some(std::sync::Arc::new(broker)),
+        ..Settings::env_delivery(true)
+    }
+}

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
+use super::broker_wrap::BrokerPlan;
 use super::{MAX_INJECTIONS_PER_POD, MAX_PATCH_BYTES};
+use crate::decision::delivery::{DELIVERY_ANNOTATION, DeliveryError};
 use crate::decision::legacy::{PlaceholderError, Template};
 use crate::decision::reference::{self, CONTAINERS_ANNOTATION, SecretRef};
 use crate::decision::scope::{ScopeError, VaultGrant};
@@ -52,6 +54,24 @@ pub enum InjectionError {
         "the patch for this pod would be larger than the {MAX_PATCH_BYTES} bytes allowed (the API server stores no pod over about 1.5 MiB); reference fewer or smaller secrets, or name fewer containers in {CONTAINERS_ANNOTATION}"
     )]
     PatchTooLarge,
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
+    #[error(
+        "container {container:?} sets no command and its image {image:?} is not in the broker's entrypoint table, so iomete-env cannot wrap its entrypoint; set the container's command (and args) to what the image runs, or ask an administrator to add the image to --broker-entrypoints"
+    )]
+    UnknownEntrypoint { container: String, image: String },
+    #[error(
+        "this pod already has {0}, a name broker delivery reserves for itself; rename it, or use {DELIVERY_ANNOTATION}: env"
+    )]
+    ReservedName(String),
+    #[error(
+        "env {0:?} cannot be delivered by the broker: iomete-env never sets variables that change how a program or its runtime loads code (LD_*, PATH, JAVA_TOOL_OPTIONS, …) or its own IOMETE_ENV_*; use another name"
+    )]
+    DeniedEnvName(String),
+    #[error(
+        "container {container:?} env {env:?} holds a ${{secrets.…}} placeholder, which writes the value into the pod spec, but this pod uses broker delivery; reference the secret in secrets.iomete.com/env-secrets instead"
+    )]
+    PlaceholderInBrokerMode { container: String, env: String },
     /// A bug in the caller of [`render`], never the user's doing.
     #[error("internal error, please report it: {0}")]
     Internal(#[from] MissingValue),
@@ -145,6 +165,8 @@ pub struct Plan {
     pub injected: Vec<Injected>,
     /// Each Vault configuration the references use, as it was when they were authorized.
     pub vault_grants: BTreeMap<String, VaultGrant>,
+    /// `Some` when the references are delivered by the broker: then `changes` holds no value.
+    pub broker: Option<BrokerPlan>,
 }
 
 impl Plan {

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::model::{EnvChange, InjectionError, MissingValue, Plan};
 use super::{
     AUDIT_ANNOTATION_KEY, DRY_RUN_MARKER, MAX_LISTED_REFERENCES, MAX_PATCH_BYTES, MAX_WARNINGS,
-    env_secrets, placeholders, spark_conf,
+    broker_wrap, env_secrets, placeholders, spark_conf,
 };
 use crate::decision::expansion::escape_for_kubelet;
 use crate::decision::reference::{INJECTED_ANNOTATION, SecretRef, VERSIONS_ANNOTATION};
@@ -98,11 +98,16 @@ pub fn render_versioned(
             }
         }
     }
+    if let Some(broker) = &plan.broker {
+        broker_wrap::render(&mut patch, broker)?;
+    }
     let mut annotations: BTreeMap<&str, String> = BTreeMap::new();
     if let Some(digest) = &plan.mark_injected {
         annotations.insert(INJECTED_ANNOTATION, digest.clone());
     }
-    if !plan.is_noop() && !versions.is_empty() {
+    // A broker-mode container reads its values at each start, so no version is fixed at
+    // admission.
+    if !plan.is_noop() && plan.broker.is_none() && !versions.is_empty() {
         let listed: BTreeMap<String, &str> = versions
             .iter()
             .map(|(secret, version)| (secret.to_string(), version.as_str()))

@@ -29,12 +29,8 @@ fn vaults() -> BTreeMap<String, String> {
     BTreeMap::from([("vault-finance".to_owned(), "finance".to_owned())])
 }
 
-const V2_ON: Settings = Settings {
-    secrets_v2_enabled: true,
-};
-const V2_OFF: Settings = Settings {
-    secrets_v2_enabled: false,
-};
+const V2_ON: Settings = Settings::env_delivery(true);
+const V2_OFF: Settings = Settings::env_delivery(false);
 /// A value the kubelet would mangle if written verbatim, with quotes, a newline and unicode.
 const TRICKY: &str = "p@$$w0rd $(HOME) ${HOME} \"dq\" 'sq' `bt`\nline 2 ünïcødé €𝄞 $";
 
@@ -171,6 +167,7 @@ fn denial(original: &Value, namespace: &NamespaceScope, settings: &Settings) -> 
     plan(&pod(original), namespace, settings, &vaults()).expect_err("a denial")
 }
 
+mod broker;
 mod denials;
 mod env_secrets;
 mod placeholders;
