@@ -198,6 +198,12 @@ def run_binary(render, deployment, docs):
     the Kubernetes client, which fails here on purpose (no kubeconfig)."""
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     args = [a.replace("=/etc/webhook/tls/", f"={tls}/") for a in container["args"]]
+    # The broker's entrypoint file, from the ConfigMap the pods mount it from.
+    entrypoints = ((one(docs, "ConfigMap", "iomete-secrets-webhook-config") or {}).get("data") or {}).get("broker-entrypoints.json")
+    if entrypoints is not None:
+        (work / "broker").mkdir(exist_ok=True)
+        (work / "broker/entrypoints.json").write_text(entrypoints)
+        args = [a.replace("=/etc/webhook/broker/", f"={work}/broker/") for a in args]
     clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work), "KUBECONFIG": str(work / "none")}
     clean.update(env_of(deployment, docs))
     try:
@@ -416,6 +422,11 @@ REJECTED = [
     (["podDisruptionBudget.minAvailable=2"], "podDisruptionBudget.minAvailable (2) must be below replicas (2)"),
     (["auditPods.enabled=yes"], "at '/auditPods/enabled': got string, want boolean"),
     (["auditPods.interval=0s"], "at '/auditPods/interval': '0s' does not match pattern"),
+    (["broker.deliveryRequired=broker"], "broker.enabled is false"),
+    (["broker.deliveryDefault=broker"], "broker.enabled is false"),
+    (["broker.enabled=true", "broker.port=8443"], "at '/broker/port': 'not' failed"),
+    (["broker.deliveryRequired=env"], "at '/broker/deliveryRequired': value must be one of"),
+    (["broker.enabled=true", "broker.entrypoints.spark.entrypoint=null"], "at '/broker/entrypoints/spark"),
 ]
 for sets, message in REJECTED:
     out = template(sets=sets)
@@ -429,6 +440,7 @@ ACCEPTED = [
     ["config.admissionTimeout=29s", "admission.timeoutSeconds=30", "config.vault.timeout=14500ms"],
     ["image.digest=sha256:" + "a" * 64],
     ["monitoring.rules.latencyThresholdSeconds=2.5"],
+    ["broker.enabled=true"],
 ]
 for sets in ACCEPTED:
     out = template(sets=sets)

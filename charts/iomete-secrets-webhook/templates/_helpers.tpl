@@ -90,6 +90,9 @@ Included by the Deployment, so every rendering runs them.
 {{- if lt $check 5.0 }}
 {{- fail (printf "config.vault.checkInterval (%s) must be at least 5s" .Values.config.vault.checkInterval) }}
 {{- end }}
+{{- if and (not .Values.broker.enabled) (or (eq .Values.broker.deliveryDefault "broker") (eq .Values.broker.deliveryRequired "broker")) }}
+{{- fail "broker.deliveryDefault or broker.deliveryRequired is broker, but broker.enabled is false: turn the broker on, or pods could not get their values" }}
+{{- end }}
 {{- end }}
 
 {{/* The ConfigMap's data; optional keys only when set, as in config.env. */}}
@@ -107,6 +110,9 @@ vault-timeout: {{ .Values.config.vault.timeout | quote }}
 vault-check-interval: {{ .Values.config.vault.checkInterval | quote }}
 {{- with .Values.config.vault.staleIfError }}
 vault-stale-if-error: {{ . | quote }}
+{{- end }}
+{{- if and .Values.broker.enabled .Values.broker.entrypoints }}
+broker-entrypoints.json: {{ toJson .Values.broker.entrypoints | quote }}
 {{- end }}
 {{- end }}
 
