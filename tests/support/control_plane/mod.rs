@@ -359,4 +359,4 @@ mod server;
 #[allow(unused_imports)]
 pub use objects::{Admin, service_account_user};
 #[allow(unused_imports)]
-pub use server::{ControlPlane, terminate};
+pub use server::{AUDITED_NAMESPACE, ControlPlane, terminate};

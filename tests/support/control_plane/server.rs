@@ -15,14 +15,23 @@ use super::{
     spawn_guarded, stop_at_process_exit, sweep_stale_directories, tail, write_file,
 };
 
-/// Level Metadata for everything: who did what, the admission webhooks' annotations (including
-/// ours), never a request or response body (an admitted pod carries injected values).
+/// Level Metadata for everything (who did what, the admission webhooks' annotations, including
+/// ours; never a request or response body, since an admitted pod carries injected values),
+/// except pods in [`AUDITED_NAMESPACE`], logged at RequestResponse: the broker-mode tests prove
+/// no value reaches an audit log that records whole pods, beside an env-mode pod whose values
+/// it does record.
 const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived]
 rules:
+  - level: RequestResponse
+    resources: [{group: \"\", resources: [pods]}]
+    namespaces: [broker-audit]
   - level: Metadata
 ";
+
+/// The namespace whose pods the audit log records whole (request and response bodies).
+pub const AUDITED_NAMESPACE: &str = "broker-audit";
 
 /// A running etcd and kube-apiserver. Dropping an owned one stops both and removes its
 /// directory; the [`ControlPlane::shared`] one is stopped by the exit hook.
