@@ -88,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let config = args.validate()?;
     let server_tls = tls::ServerTls::load(&config.tls_cert, &config.tls_key, None)?;
-    let listeners = Listeners::bind(config.listen, config.admin_listen)?;
+    let listeners = Listeners::bind(config.listen, config.admin_listen, None)?;
     let (webhook_address, admin_address) = listeners.addresses();
     let (port, admin_port) = (webhook_address.port(), admin_address.port());
     let kubeconfig = kube::config::Kubeconfig::read_from(plane.admin_kubeconfig())?;

@@ -357,8 +357,11 @@ def validate_render(render, docs):
                                       ((CRD_GROUP,), (f"{CRD_PLURAL}/status",), ("patch",), (), ())]),
           f"{render}: the Role grants exactly secrets get/list/watch, vaultconfigs get/list/watch "
           f"and vaultconfigs/status patch")
-    check(rules_of("ClusterRole") == [(("",), ("namespaces",), ("get", "list", "watch"), (), ())],
-          f"{render}: the ClusterRole grants exactly namespaces get/list/watch")
+    check(rules_of("ClusterRole") == sorted([(("",), ("namespaces",), ("get", "list", "watch"), (), ()),
+                                             (("authentication.k8s.io",), ("tokenreviews",), ("create",), (), ()),
+                                             (("",), ("pods",), ("get",), (), ())]),
+          f"{render}: the ClusterRole grants exactly namespaces get/list/watch, tokenreviews create "
+          f"and pods get")
     check(len([d for d in docs if d["kind"] in ("Role", "ClusterRole")]) == 2, f"{render}: no other roles")
     for binding_kind, role_kind in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
         binding = one(docs, binding_kind) or {}

@@ -46,8 +46,9 @@ async fn main() -> anyhow::Result<ExitCode> {
                 config.client_ca.as_deref(),
             )
             .context("invalid TLS configuration")?;
-            let listeners =
-                Listeners::bind(config.listen, config.admin_listen).context("cannot listen")?;
+            let broker_listen = config.broker.as_ref().map(|broker| broker.listen);
+            let listeners = Listeners::bind(config.listen, config.admin_listen, broker_listen)
+                .context("cannot listen")?;
             let mut kube_config = kube::Config::infer()
                 .await
                 .context("cannot configure the Kubernetes client (in-cluster or KUBECONFIG)")?;

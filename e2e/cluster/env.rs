@@ -329,6 +329,11 @@ impl Cluster {
     pub fn certs_dir(&self) -> &Path {
         &self.certs
     }
+
+    /// The kubeconfig of the webhook's identity (the shipped ServiceAccount).
+    pub fn webhook_kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
 }
 
 impl Drop for Cluster {

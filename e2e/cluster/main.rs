@@ -28,6 +28,7 @@ mod control_plane;
 mod support;
 
 mod admission;
+mod broker;
 mod changes;
 mod env;
 mod faults;

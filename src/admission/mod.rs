@@ -340,7 +340,7 @@ fn answer_bytes(
 
 /// Records at most [`MAX_LISTED_REFERENCES`] entries, then how many more there were: a log line
 /// stays short however many containers and references a pod has.
-fn record_references(span: &Span, total: usize, entries: impl Iterator<Item = String>) {
+pub(crate) fn record_references(span: &Span, total: usize, entries: impl Iterator<Item = String>) {
     // Only the listed entries are formatted (a pod at the injection cap has 1,024), and none
     // when nothing would log them.
     if span.is_disabled() {

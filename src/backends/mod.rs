@@ -2,9 +2,11 @@
 //!
 //! [`kubernetes`] serves the Kubernetes secret stores from watch caches, [`vault`] reads customer
 //! Vaults through named configurations; [`Backends`] dispatches each reference to the backend of
-//! its source type and fetches a pod's distinct secrets concurrently. Values leave a
+//! its source type and fetches a pod's distinct secrets concurrently. [`identity`] asks the API
+//! server who calls the broker and reads that caller's pod. Values leave a
 //! backend only as [`SecretString`], whose `Debug` redacts, and no error here ever carries one.
 
+pub mod identity;
 pub mod kubernetes;
 pub mod vault;
 pub mod watch;

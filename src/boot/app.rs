@@ -1,7 +1,8 @@
 //! Start-up wiring, in one place: the caches and their watches, the Vault backend, the admitter,
-//! the metrics and the one readiness flag, handed to the server and the admin endpoint.
+//! the broker (in broker mode, sharing the admitter's backends), the metrics and the one
+//! readiness flag, handed to the server and the admin endpoint.
 //!
-//! [`run`] binds both listeners first (a port in use fails before anything starts), starts the
+//! [`run`] is given its listeners bound (a port in use fails before anything starts), starts the
 //! watches, marks the webhook ready once the caches have synced, and serves until `shutdown`
 //! resolves; the server then drains in-flight admissions. Nothing here decides an admission or
 //! speaks HTTP: `admission` decides, `server` and `admin` serve.
@@ -11,12 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::admission::{Admitter, Limits};
+use crate::backends::identity::IdentityBackend;
 use crate::backends::{Backends, KubernetesCaches, VaultBackend};
 use crate::boot::config::ServeConfig;
+use crate::broker::Broker;
 use crate::decision::injection::Settings;
 use crate::edge::admin::{self, AdminState};
+use crate::edge::broker::{self, BrokerState};
 use crate::edge::metrics::{CacheState, Metrics};
-use crate::edge::server::{self, Listeners, ServerError, WebhookState};
+use crate::edge::server::{self, Listeners, Routers, ServerError, WebhookState};
 use crate::edge::tls::ServerTls;
 use crate::tools::auditor::{self, AuditorMetrics};
 
@@ -51,6 +55,11 @@ pub async fn run(
     let metrics = Arc::new(metrics);
     let reload_certificates = tokio::spawn(tls.certificates.watch());
 
+    // The broker asks the API server who calls (TokenReview) and reads the caller's pod.
+    let identity = config
+        .broker
+        .as_ref()
+        .map(|_| IdentityBackend::new(client.clone()));
     let (stores, drive_watches) = KubernetesCaches::watch(client.clone(), config.stores.clone());
     let auditor_client = client.clone();
     let (vault, drive_vault) = VaultBackend::watch(
@@ -113,15 +122,28 @@ pub async fn run(
         timeout: config.admission_timeout,
         max_in_flight: config.max_in_flight,
     };
+    // The broker shares the admitter's backends (caches, single-flight Vault reads) and bounds.
+    let broker = identity.map(|identity| {
+        let broker = Broker::new(identity, backends.clone(), settings.clone(), limits);
+        let router = broker::router(BrokerState {
+            broker: Arc::new(broker),
+            metrics: metrics.clone(),
+        });
+        (router, tls.broker_config.clone())
+    });
     let admitter = Arc::new(Admitter::new(backends, settings, limits));
     let webhook = server::router(WebhookState { admitter, metrics });
 
+    let routers = Routers {
+        webhook,
+        admin,
+        broker,
+    };
     let served = server::serve(
         listeners,
         tls.config,
         config.max_connections,
-        webhook,
-        admin,
+        routers,
         ready,
         shutdown,
     )

@@ -135,7 +135,7 @@ pub fn plan_references(
     // Every reference is authorized on every invocation, injected digest or not: the digest is
     // the pod's own word, and a forged one must skip at most the injection, never the scope check.
     if references.has_v2() {
-        plan.vault_grants = authorize_v2(references, namespace, vault)?;
+        plan.vault_grants = authorize_references(references, namespace, vault)?;
     }
     let digest = references.digest();
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
@@ -281,8 +281,11 @@ pub(super) fn reserve_injections(
     Ok(())
 }
 
-/// Authorizes every V2 reference; returns what each Vault configuration was authorized as.
-fn authorize_v2(
+/// Authorizes every V2 reference against the namespace's scope; returns what each Vault
+/// configuration was authorized as. The one scope check of both deliveries: admission runs it on
+/// a pod's annotations, the broker on a container's reference list, so a reference is allowed
+/// or refused alike whichever way its value travels.
+pub fn authorize_references(
     references: &References,
     namespace: &NamespaceScope,
     vault: &dyn VaultOwners,

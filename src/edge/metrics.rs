@@ -1,5 +1,5 @@
 //! The webhook's Prometheus metrics: admissions by outcome and denial kind, their latency, the
-//! cache sizes, the serving certificate's expiry and, through [`VaultMetrics`], the Vault
+//! broker's requests by outcome and their latency, the cache sizes, the serving certificate's expiry and, through [`VaultMetrics`], the Vault
 //! backend's series.
 //!
 //! Every label is bounded (outcomes, denial kinds, configuration names; never namespaces, pods
@@ -40,6 +40,8 @@ pub struct Metrics {
     requests: Family<OutcomeLabels, Counter>,
     denials: Family<DenialLabels, Counter>,
     latency: Histogram,
+    broker_requests: Family<OutcomeLabels, Counter>,
+    broker_latency: Histogram,
     stores: Gauge,
     store_keys: Gauge,
     namespaces: Gauge,
@@ -70,6 +72,8 @@ impl Metrics {
         let denials = Family::<DenialLabels, Counter>::default();
         // 50 µs to ~6.5 s: sub-millisecond answers are the norm, seconds mean trouble.
         let latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
+        let broker_requests = Family::<OutcomeLabels, Counter>::default();
+        let broker_latency = Histogram::new(exponential_buckets(0.000_05, 2.0, 18));
         let stores = Gauge::default();
         let store_keys = Gauge::default();
         let namespaces = Gauge::default();
@@ -87,6 +91,16 @@ impl Metrics {
             "admission_duration_seconds",
             "Time to answer an admission request",
             latency.clone(),
+        );
+        registry.register(
+            "broker_requests",
+            "Broker requests (iomete-env at container start) answered, by outcome: served or the refusal's kind",
+            broker_requests.clone(),
+        );
+        registry.register(
+            "broker_duration_seconds",
+            "Time to answer a broker request",
+            broker_latency.clone(),
         );
         registry.register(
             "secret_stores",
@@ -117,6 +131,8 @@ impl Metrics {
             requests,
             denials,
             latency,
+            broker_requests,
+            broker_latency,
             stores,
             store_keys,
             namespaces,
@@ -140,6 +156,15 @@ impl Metrics {
                 .inc();
         }
         self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records one answered broker request; `outcome` is `served` or a refusal's label (a
+    /// bounded set, see `broker::refusal`).
+    pub fn observe_broker(&self, outcome: &'static str, elapsed: Duration) {
+        self.broker_requests
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.broker_latency.observe(elapsed.as_secs_f64());
     }
 
     /// Exports `expiry`, the serving certificate's `notAfter` in Unix seconds, which the TLS
@@ -195,6 +220,22 @@ mod tests {
                 "\n# TYPE iomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds gauge\n"
             ) && text
                 .contains("\niomete_secrets_webhook_serving_certificate_expiry_timestamp_seconds 1936742400\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn broker_requests_are_counted_by_outcome() {
+        let metrics = Metrics::new();
+        metrics.observe_broker("served", Duration::from_millis(3));
+        metrics.observe_broker("rate_limited", Duration::from_millis(1));
+        let text = metrics.render(CacheState::default());
+        assert!(
+            text.contains("\niomete_secrets_webhook_broker_requests_total{outcome=\"served\"} 1\n")
+                && text.contains(
+                    "\niomete_secrets_webhook_broker_requests_total{outcome=\"rate_limited\"} 1\n"
+                )
+                && text.contains("\niomete_secrets_webhook_broker_duration_seconds_count 2\n"),
             "{text}"
         );
     }

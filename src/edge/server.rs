@@ -1,5 +1,5 @@
-//! The HTTP edge: the TLS admission endpoint (`POST /mutate`) and serving both endpoints until
-//! shutdown.
+//! The HTTP edge: the TLS admission endpoint (`POST /mutate`) and serving every endpoint
+//! (admission, admin and, in broker mode, the broker) until shutdown.
 //!
 //! The handler reads each body against the shared byte budget, hands it to the [`Admitter`],
 //! logs one line and counts it, and sends the answer's bytes (held against the same budget).
@@ -24,7 +24,9 @@ use crate::admission::{Admitter, Answer, Outcome};
 use crate::boot::app::Readiness;
 use crate::edge::metrics::Metrics;
 mod connections;
+mod listeners;
 pub use connections::{Counted, LimitedAcceptor};
+pub use listeners::Listeners;
 
 /// Largest request body accepted: an UPDATE review carries two objects of up to ~3 MiB each.
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -236,46 +238,26 @@ impl http_body::Body for BudgetedBody {
     }
 }
 
-/// Both listeners, bound before anything else starts.
-pub struct Listeners {
-    webhook: (SocketAddr, TcpListener),
-    admin: (SocketAddr, TcpListener),
+/// What the endpoints serve: the admission router over TLS, the admin router over plain HTTP
+/// and, in broker mode, the broker's router over TLS with its own configuration.
+pub struct Routers {
+    pub webhook: Router,
+    pub admin: Router,
+    pub broker: Option<(Router, Arc<rustls::ServerConfig>)>,
 }
 
-impl Listeners {
-    /// Binds both addresses. Port 0 picks a free port; the "serving" log line names the ports
-    /// bound, so a test can read them back instead of guessing a free one.
-    pub fn bind(webhook: SocketAddr, admin: SocketAddr) -> Result<Self, ServerError> {
-        Ok(Listeners {
-            webhook: bind(webhook)?,
-            admin: bind(admin)?,
-        })
-    }
-
-    /// The addresses bound: the webhook's, then the admin endpoint's.
-    pub fn addresses(&self) -> (SocketAddr, SocketAddr) {
-        (self.webhook.0, self.admin.0)
-    }
-}
-
-/// Serves the admission router over TLS (at most `max_connections` at once) and the admin
-/// router over plain HTTP until `shutdown` resolves; then readiness goes false and in-flight
-/// admissions get [`SHUTDOWN_GRACE`] to finish.
-pub async fn serve(
-    listeners: Listeners,
+/// A TLS endpoint: at most `max_connections` at once (closed at accept past it), slow clients
+/// cut off, shut down gracefully through `handle`.
+fn tls_endpoint(
+    (address, listener): (SocketAddr, TcpListener),
     tls: Arc<rustls::ServerConfig>,
     max_connections: usize,
-    webhook_router: Router,
-    admin_router: Router,
-    ready: Readiness,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
-    let (listen, webhook_listener) = listeners.webhook;
-    let (admin_listen, admin_listener) = listeners.admin;
-    let handle = axum_server::Handle::new();
-    let mut webhook = axum_server::from_tcp(webhook_listener)
+    router: Router,
+    handle: &axum_server::Handle<SocketAddr>,
+) -> Result<impl Future<Output = std::io::Result<()>> + use<>, ServerError> {
+    let mut server = axum_server::from_tcp(listener)
         .map_err(|source| ServerError::Bind {
-            addr: listen,
+            addr: address,
             source,
         })?
         .acceptor(LimitedAcceptor::new(
@@ -287,24 +269,75 @@ pub async fn serve(
         ))
         .first_request_timeout(REQUEST_HEAD_TIMEOUT)
         .handle(handle.clone());
-    webhook
+    server
         .http_builder()
         .http1()
         .header_read_timeout(REQUEST_HEAD_TIMEOUT);
-    let webhook = webhook.serve(webhook_router.into_make_service());
+    Ok(server.serve(router.into_make_service()))
+}
+
+/// Serves the admission router over TLS (at most `max_connections` at once), the admin router
+/// over plain HTTP and the broker's router, when there is one, over TLS (its own cap of
+/// `max_connections`) until `shutdown` resolves; then readiness goes false and in-flight
+/// admissions and broker requests get [`SHUTDOWN_GRACE`] to finish.
+pub async fn serve(
+    listeners: Listeners,
+    tls: Arc<rustls::ServerConfig>,
+    max_connections: usize,
+    routers: Routers,
+    ready: Readiness,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let listen = listeners.webhook.0;
+    let admin_listen = listeners.admin.0;
+    let broker_listen = listeners.broker_address();
+    let handle = axum_server::Handle::new();
+    let webhook = tls_endpoint(
+        listeners.webhook,
+        tls,
+        max_connections,
+        routers.webhook,
+        &handle,
+    )?;
+    let broker_handle = axum_server::Handle::new();
+    let broker = match (listeners.broker, routers.broker) {
+        (Some(listener), Some((router, broker_tls))) => Some(tls_endpoint(
+            listener,
+            broker_tls,
+            max_connections,
+            router,
+            &broker_handle,
+        )?),
+        _ => None,
+    };
     let admin_listener =
-        tokio::net::TcpListener::from_std(admin_listener).map_err(|source| ServerError::Bind {
-            addr: admin_listen,
-            source,
+        tokio::net::TcpListener::from_std(listeners.admin.1).map_err(|source| {
+            ServerError::Bind {
+                addr: admin_listen,
+                source,
+            }
         })?;
-    let admin = axum::serve(admin_listener, admin_router);
-    tracing::info!(%listen, %admin_listen, "serving");
+    let admin = axum::serve(admin_listener, routers.admin);
+    tracing::info!(
+        %listen,
+        %admin_listen,
+        broker_listen = broker_listen.map(tracing::field::display),
+        "serving"
+    );
 
     let mut webhook = tokio::spawn(webhook);
     let mut admin = tokio::spawn(admin.into_future());
+    // Without a broker, a task that never ends stands in for it.
+    let mut broker = tokio::spawn(async move {
+        match broker {
+            Some(broker) => broker.await,
+            None => std::future::pending().await,
+        }
+    });
     let failed = tokio::select! {
         result = &mut webhook => Some(("admission", result)),
         result = &mut admin => Some(("admin", result)),
+        result = &mut broker => Some(("broker", result)),
         () = shutdown => None,
     };
     if let Some((endpoint, result)) = failed {
@@ -316,12 +349,27 @@ pub async fn serve(
     tracing::info!("shutting down: not ready, finishing in-flight admissions");
     ready.set(false);
     handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-    let drained = webhook.await;
+    broker_handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
+    let webhook_drained = drained("admission", webhook.await);
+    let broker_drained = if broker_listen.is_some() {
+        drained("broker", broker.await)
+    } else {
+        broker.abort();
+        Ok(())
+    };
     admin.abort();
-    match drained {
+    webhook_drained.and(broker_drained)
+}
+
+/// How an endpoint ended after a graceful shutdown: cleanly, or why not.
+fn drained(
+    endpoint: &'static str,
+    result: Result<std::io::Result<()>, tokio::task::JoinError>,
+) -> Result<(), ServerError> {
+    match result {
         Ok(Ok(())) => Ok(()),
         other => Err(ServerError::Serve {
-            endpoint: "admission",
+            endpoint,
             source: task_error(other),
         }),
     }
@@ -332,31 +380,5 @@ fn task_error(result: Result<std::io::Result<()>, tokio::task::JoinError>) -> st
         Ok(Ok(())) => std::io::Error::other("stopped unexpectedly"),
         Ok(Err(error)) => error,
         Err(join) => std::io::Error::other(join.to_string()),
-    }
-}
-
-fn bind(addr: SocketAddr) -> Result<(SocketAddr, TcpListener), ServerError> {
-    let listener = TcpListener::bind(addr).map_err(|source| ServerError::Bind { addr, source })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    let bound = listener
-        .local_addr()
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    Ok((bound, listener))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn port_zero_binds_free_ports_and_reports_them() {
-        let any = "127.0.0.1:0".parse().unwrap();
-        let listeners = Listeners::bind(any, any).unwrap();
-        let (webhook, admin) = listeners.addresses();
-        assert_ne!(webhook.port(), 0);
-        assert_ne!(admin.port(), 0);
-        assert_ne!(webhook, admin);
     }
 }

@@ -1,5 +1,5 @@
-//! TLS for the admission endpoint: a rustls server configuration whose certificate follows the
-//! mounted PEM files.
+//! TLS for the admission and broker endpoints: rustls server configurations whose certificate
+//! follows the mounted PEM files (the broker's never asks for a client certificate).
 //!
 //! The endpoint offers HTTP/2 and HTTP/1.1 through ALPN (the kube-apiserver speaks h2 to
 //! webhooks) and uses the `ring` provider, the same one the Kubernetes client uses. The kubelet
@@ -212,9 +212,12 @@ fn certified_key(
         })
 }
 
-/// Everything the admission endpoint's TLS needs: the configuration and the reloader behind it.
+/// Everything the TLS endpoints need: their configurations and the reloader behind both.
 pub struct ServerTls {
+    /// The admission endpoint's: a client certificate is required when a client CA is given.
     pub config: Arc<ServerConfig>,
+    /// The broker's: the same certificate, never a client certificate (pods have none).
+    pub broker_config: Arc<ServerConfig>,
     pub certificates: Arc<CertificateReloader>,
 }
 
@@ -223,8 +226,10 @@ impl ServerTls {
     pub fn load(cert: &Path, key: &Path, client_ca: Option<&Path>) -> Result<Self, TlsError> {
         let certificates = CertificateReloader::load(cert, key)?;
         let config = server_config(certificates.clone(), client_ca)?;
+        let broker_config = server_config(certificates.clone(), None)?;
         Ok(ServerTls {
             config,
+            broker_config,
             certificates,
         })
     }

@@ -188,5 +188,13 @@ pub fn assert_rbac(plane: &ControlPlane) {
     assert!(can(plane, "list", "namespaces", None));
     assert!(!can(plane, "list", "secrets", Some("default")));
     assert!(!can(plane, "update", vault_configs, Some(NAMESPACE)));
-    assert!(!can(plane, "get", "pods", Some(NAMESPACE)));
+    // The broker reads its caller's pod by name and reviews its token; it lists no pods.
+    assert!(can(plane, "get", "pods", Some("default")));
+    assert!(can(
+        plane,
+        "create",
+        "tokenreviews.authentication.k8s.io",
+        None
+    ));
+    assert!(!can(plane, "list", "pods", Some(NAMESPACE)));
 }
