@@ -53,6 +53,8 @@ pub struct Cluster {
     kubeconfig: PathBuf,
     pub port: u16,
     pub admin_port: u16,
+    /// The broker's port: broker mode is on (pods choose it; env stays the default).
+    pub broker_port: u16,
     webhook: Mutex<Option<Child>>,
     log: PathBuf,
 }
@@ -183,6 +185,7 @@ impl Cluster {
             kubeconfig,
             port: free_port(),
             admin_port: free_port(),
+            broker_port: free_port(),
             webhook: Mutex::new(None),
         };
         cluster.start_webhook();
@@ -233,6 +236,12 @@ impl Cluster {
             .args(["--log-format", "json"])
             // The shortest check interval, so the VaultConfig tests see conditions quickly.
             .args(["--vault-check-interval", "5s"])
+            // Broker mode on, as an operator turns it on; env delivery stays the default.
+            .arg(format!("--broker-listen=127.0.0.1:{}", self.broker_port))
+            .arg(format!("--broker-url=https://127.0.0.1:{}", self.broker_port))
+            .arg("--broker-ca")
+            .arg(self.certs.join("ca.crt"))
+            .arg("--broker-image=iomete/iomete-secrets-webhook:0.1.0")
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())

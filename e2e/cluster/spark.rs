@@ -20,7 +20,7 @@ use crate::{assert_no_canary, container_env, expected_digest};
 const EXECUTORS: usize = 24;
 
 /// The venv's spark-submit, or `None` when `IOMETE_SKIP_SPARK=1`.
-fn spark_submit() -> Option<PathBuf> {
+pub fn spark_submit() -> Option<PathBuf> {
     if std::env::var("IOMETE_SKIP_SPARK").as_deref() == Ok("1") {
         use std::io::Write as _;
         let _ = writeln!(
