@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::ValueEnum;
 
-use crate::decision::delivery::{Delivery, DeliveryPolicy};
+use crate::decision::delivery::{Delivery, DeliveryPolicy, is_broker_url};
 
 /// A broker flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]
@@ -164,18 +164,6 @@ impl BrokerArgs {
         };
         Ok((policy, broker))
     }
-}
-
-fn is_broker_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://") else {
-        return false;
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    !authority.is_empty()
-        && !authority.contains(['/', '?', '#', '@'])
-        && !authority
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

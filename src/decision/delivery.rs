@@ -150,6 +150,21 @@ pub fn choose(
     Ok(chosen)
 }
 
+/// Whether `url` is a broker URL: `https://` and a host (and port), no path, query, fragment
+/// or user info, at most a trailing `/`; the webhook's `--broker-url` and `iomete-env` hold it
+/// to the same shape, and [`BROKER_PATH`] is appended to it.
+pub fn is_broker_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@'])
+        && !authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// Env names `iomete-env` never sets from a broker answer, and a broker-mode pod may not
 /// reference: they change how the process or its runtime loads code (the dynamic loader, the
 /// JVM, interpreters, the shell), or are `iomete-env`'s own. `SPARK_SUBMIT_OPTS` is built by

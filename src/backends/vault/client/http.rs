@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Timeouts, VaultError};
 use crate::backends::vault::resource::VaultTarget;
+use crate::edge::telemetry::error_chain as chain;
 
 /// The most a KV v2 read answer may hold: Vault's integrated storage refuses entries over 1 MiB
 /// by default (`max_entry_size`), and a pod cannot carry more.
@@ -174,20 +175,4 @@ fn grow(body: &mut Zeroizing<Vec<u8>>, more: usize, cap: usize) {
     let mut larger = Vec::with_capacity(needed.max(body.capacity() * 2).min(cap));
     larger.extend_from_slice(body);
     *body = Zeroizing::new(larger);
-}
-
-/// An error and its sources, e.g. "error sending request: tcp connect error: Connection refused".
-/// Transport errors name the URL and the failure, never a header or a body.
-pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
