@@ -44,7 +44,9 @@ impl VaultHttp {
     pub(super) fn new(target: &VaultTarget, timeouts: Timeouts) -> Result<Self, VaultError> {
         // Vault is reached with the same provider as everything else in the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The system resolver, as before iomete-env's client turned hickory on in the package.
         let mut builder = reqwest::Client::builder()
+            .no_hickory_dns()
             .tls_backend_rustls()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeouts.connect)
