@@ -54,6 +54,10 @@ pub const ENV_TOKEN_FILE: &str = "IOMETE_ENV_TOKEN_FILE";
 /// `terminationMessagePath`, `/dev/termination-log` by default).
 pub const ENV_TERMINATION_LOG: &str = "IOMETE_ENV_TERMINATION_LOG";
 
+/// How long, in whole seconds, `iomete-env` keeps trying a broker that is unreachable or asks
+/// to retry (default 120); for running `iomete-env` by hand and for tests.
+pub const ENV_DEADLINE: &str = "IOMETE_ENV_DEADLINE";
+
 /// The broker's one endpoint: `POST` a [`crate::broker::protocol::EnvRequest`] with the token as
 /// bearer, answered by a [`crate::broker::protocol::EnvAnswer`].
 pub const BROKER_PATH: &str = "/v1/env";
