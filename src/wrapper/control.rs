@@ -7,6 +7,9 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
+
 use crate::decision::delivery::{
     CONTROL_ENV_PREFIX, ENV_BROKER_CA, ENV_BROKER_URL, ENV_CONTAINER, ENV_DEADLINE, ENV_REFERENCES,
     ENV_TERMINATION_LOG, ENV_TOKEN_FILE, TOKEN_DIR, TOKEN_FILE, is_broker_url,
@@ -37,7 +40,7 @@ pub enum ControlError {
     NotUnicode(&'static str),
     #[error("{ENV_BROKER_URL} must be an https:// URL with a host and no path, query or fragment")]
     BrokerUrl,
-    #[error("{ENV_BROKER_CA} holds no PEM certificate")]
+    #[error("{ENV_BROKER_CA} holds no PEM certificate usable as a trust anchor")]
     BrokerCa,
     #[error("{ENV_CONTAINER} is not a container name (a DNS label)")]
     Container,
@@ -92,8 +95,8 @@ impl Invocation {
 pub struct Control {
     /// `https://host[:port]`, no trailing slash.
     pub broker_url: String,
-    /// The PEM bundle the broker's certificate must chain to (public).
-    pub broker_ca: String,
+    /// The certificates the broker's must chain to (public), and no other.
+    pub broker_ca: Vec<CertificateDer<'static>>,
     pub container: String,
     /// The container's reference list: the names the answer may, and must, hold.
     pub references: References,
@@ -116,10 +119,7 @@ impl Control {
             return Err(ControlError::BrokerUrl);
         }
         let broker_url = broker_url.strip_suffix('/').unwrap_or(broker_url);
-        let broker_ca = required(ENV_BROKER_CA)?;
-        if !broker_ca.contains("-----BEGIN CERTIFICATE-----") {
-            return Err(ControlError::BrokerCa);
-        }
+        let broker_ca = trust_anchors(required(ENV_BROKER_CA)?).ok_or(ControlError::BrokerCa)?;
         let container = required(ENV_CONTAINER)?;
         if !crate::decision::names::is_dns_label(container) {
             return Err(ControlError::Container);
@@ -135,7 +135,7 @@ impl Control {
         };
         Ok(Control {
             broker_url: broker_url.to_owned(),
-            broker_ca: broker_ca.to_owned(),
+            broker_ca,
             container: container.to_owned(),
             references,
             token_file,
@@ -163,6 +163,19 @@ fn lookup<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> 
         .rev()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_os_str())
+}
+
+/// Every certificate of `pem`, if there is at least one and each can be a trust anchor (the
+/// same check the TLS client makes later, so a bad bundle is a bad control variable).
+fn trust_anchors(pem: &str) -> Option<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let mut store = rustls::RootCertStore::empty();
+    for certificate in &certificates {
+        store.add(certificate.clone()).ok()?;
+    }
+    (!certificates.is_empty()).then_some(certificates)
 }
 
 fn parse_deadline(text: &OsStr) -> Option<Duration> {

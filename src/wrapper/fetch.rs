@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use rustls::pki_types::CertificateDer;
 use secrecy::zeroize::Zeroizing;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
@@ -44,9 +45,7 @@ const MAX_REASON_CHARS: usize = 512;
 pub enum FetchError {
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),
-    #[error("{ENV_BROKER_CA} cannot be used as the broker's trust anchor")]
-    Ca(#[source] reqwest::Error),
-    #[error("cannot build the HTTPS client")]
+    #[error("cannot build the HTTPS client with the certificates of {ENV_BROKER_CA}")]
     Client(#[source] reqwest::Error),
     #[error("cannot read the token file {path}")]
     Token {
@@ -75,11 +74,10 @@ pub enum FetchError {
 impl FetchError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            FetchError::Ca(_) => ExitStatus::Usage,
+            // The certificates were checked with the control variables: what is left is them.
+            FetchError::Client(_) => ExitStatus::Usage,
             FetchError::Token { .. } | FetchError::BadToken { .. } => ExitStatus::Token,
-            FetchError::Runtime(_) | FetchError::Client(_) | FetchError::Unreachable { .. } => {
-                ExitStatus::Unreachable
-            }
+            FetchError::Runtime(_) | FetchError::Unreachable { .. } => ExitStatus::Unreachable,
             FetchError::Refused { .. } => ExitStatus::Refused,
             FetchError::TooLarge => ExitStatus::Answer,
         }
@@ -182,13 +180,17 @@ pub async fn fetch(control: &Control) -> Result<Zeroizing<Vec<u8>>, FetchError> 
     }
 }
 
-/// The client: only `ca_pem` as trust anchor (no system roots: a broker certificate from any
+/// The client: only `roots` as trust anchors (no system roots: a broker certificate from any
 /// public CA is refused), no proxy (the broker is in the cluster; a proxy from the
 /// application's environment must not see the token's connection), no redirects, hickory DNS.
-fn client(ca_pem: &str) -> Result<reqwest::Client, FetchError> {
+fn client(roots: &[CertificateDer<'static>]) -> Result<reqwest::Client, FetchError> {
     // The same provider as the rest of the crate; installing fails only if one already is.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let roots = reqwest::Certificate::from_pem_bundle(ca_pem.as_bytes()).map_err(FetchError::Ca)?;
+    let roots = roots
+        .iter()
+        .map(|der| reqwest::Certificate::from_der(der))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(FetchError::Client)?;
     reqwest::Client::builder()
         .tls_backend_rustls()
         .tls_certs_only(roots)

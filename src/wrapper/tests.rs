@@ -10,7 +10,8 @@ use crate::broker::protocol::Refusal;
 use crate::decision::reference::ReferenceError;
 
 const CANARY: &str = "canary-value-7f3a";
-const CA: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+/// PEM armour around bytes that are not a certificate.
+const NOT_A_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
 const LIST: &str = r#"{"env-secrets":[{"key":"DB_PASSWORD","secretObject":{"key":"db","source":{"type":"KUBERNETES","id":"finance"}}}]}"#;
 
 fn args(words: &[&str]) -> Vec<OsString> {
@@ -25,12 +26,15 @@ fn env(pairs: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
 }
 
 fn control_env(overrides: &[(&str, &str)]) -> Vec<(OsString, OsString)> {
+    let ca = crate::boot::certs::generate(&["broker".to_owned()])
+        .unwrap()
+        .ca_pem;
     let mut pairs = vec![
         (
             "IOMETE_ENV_BROKER_URL",
             "https://broker.iomete-system.svc:8444",
         ),
-        ("IOMETE_ENV_BROKER_CA", CA),
+        ("IOMETE_ENV_BROKER_CA", ca.as_str()),
         ("IOMETE_ENV_CONTAINER", "spark-kubernetes-driver"),
         ("IOMETE_ENV_REFERENCES", LIST),
     ];
@@ -101,6 +105,7 @@ fn control_variables_are_read_with_their_defaults() {
 #[case::http_url(("IOMETE_ENV_BROKER_URL", "http://broker:8444"), "IOMETE_ENV_BROKER_URL", 64)]
 #[case::url_with_path(("IOMETE_ENV_BROKER_URL", "https://broker:8444/v1/env"), "IOMETE_ENV_BROKER_URL", 64)]
 #[case::no_pem(("IOMETE_ENV_BROKER_CA", "not a certificate"), "IOMETE_ENV_BROKER_CA", 64)]
+#[case::bad_pem(("IOMETE_ENV_BROKER_CA", NOT_A_CERTIFICATE), "IOMETE_ENV_BROKER_CA", 64)]
 #[case::bad_container(("IOMETE_ENV_CONTAINER", "Not_A_Label"), "IOMETE_ENV_CONTAINER", 64)]
 #[case::zero_deadline(("IOMETE_ENV_DEADLINE", "0"), "IOMETE_ENV_DEADLINE", 64)]
 #[case::long_deadline(("IOMETE_ENV_DEADLINE", "3601"), "IOMETE_ENV_DEADLINE", 64)]
