@@ -71,8 +71,11 @@ struct Broker {
 impl Broker {
     async fn start(script: impl Fn(usize) -> (u16, Value) + Send + Sync + 'static) -> Broker {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let bundle =
-            iomete_secrets_webhook::boot::certs::generate(&["127.0.0.1".to_owned()]).unwrap();
+        let bundle = iomete_secrets_webhook::boot::certs::generate(&[
+            "127.0.0.1".into(),
+            "localhost".into(),
+        ])
+        .unwrap();
         let config = axum_server::tls_rustls::RustlsConfig::from_pem(
             bundle.cert_pem.clone().into_bytes(),
             bundle.key_pem.expose_secret().as_bytes().to_vec(),
@@ -103,6 +106,11 @@ impl Broker {
             handle,
             task,
         }
+    }
+
+    /// The same broker by host name, resolved through `/etc/hosts` by hickory.
+    fn url_by_name(&self) -> String {
+        self.url.replace("127.0.0.1", "localhost")
     }
 
     fn calls(&self) -> usize {
@@ -453,6 +461,31 @@ async fn an_unreadable_token_is_named() {
     assert_eq!(broker.calls(), 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_named_by_host_name_is_resolved() {
+    let broker = Broker::start(|_| (200, answer(&[("DB_PASSWORD", CANARY)], &[]))).await;
+    let run = Run::new(
+        &broker.url_by_name(),
+        &broker.ca_pem,
+        &reference_list(&["DB_PASSWORD"], &[]),
+    );
+    let outcome = run.output(&["/usr/bin/env", "-0"]).await;
+    assert_eq!(outcome.code, Some(0), "{outcome:?}");
+    assert_eq!(outcome.env()["DB_PASSWORD"], CANARY);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_that_cannot_be_executed_is_named() {
+    let broker = Broker::start(|_| (200, answer(&[("DB_PASSWORD", CANARY)], &[]))).await;
+    let run = Run::new(
+        &broker.url,
+        &broker.ca_pem,
+        &reference_list(&["DB_PASSWORD"], &[]),
+    );
+    let outcome = run.output(&["no-such-command-on-path", "arg"]).await;
+    outcome.assert_failed(71, "cannot execute \"no-such-command-on-path\"");
+}
+
 /// The answers `iomete-env` must refuse, each with the list it was asked for.
 #[rstest::rstest]
 #[case::name_outside_the_list(&["DB_PASSWORD"], answer(&[("DB_PASSWORD", CANARY), ("EXTRA", CANARY)], &[]), "\"EXTRA\", which the reference list does not name")]
@@ -490,8 +523,9 @@ async fn the_static_build_installs_and_delivers() {
     assert!(!has_interpreter(&elf), "{} is not static", binary.display());
 
     let broker = Broker::start(|_| (200, answer(&[("DB_PASSWORD", CANARY)], &[]))).await;
+    // By host name: a static glibc has no NSS, so this resolves only through hickory.
     let run = Run::new(
-        &broker.url,
+        &broker.url_by_name(),
         &broker.ca_pem,
         &reference_list(&["DB_PASSWORD"], &[]),
     );
