@@ -170,7 +170,8 @@ impl Webhook {
 
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
         let url = format!("http://127.0.0.1:{}{path}", self.admin_port);
-        match reqwest::Client::new().get(url).send().await {
+        let client = reqwest::Client::builder().no_hickory_dns().build().unwrap();
+        match client.get(url).send().await {
             Ok(response) => (
                 response.status().as_u16(),
                 response.text().await.unwrap_or_default(),
@@ -265,7 +266,9 @@ pub fn tls_client_with_identity(
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    let builder = reqwest::Client::builder()
+        .no_hickory_dns()
+        .tls_backend_preconfigured(config);
     let builder = if http2 { builder } else { builder.http1_only() };
     builder.build().unwrap()
 }

@@ -139,7 +139,7 @@ fn review(pod: Value, namespace: &str) -> Value {
 
 async fn wait_ready(admin_port: u16) -> anyhow::Result<()> {
     let url = format!("http://127.0.0.1:{admin_port}/readyz");
-    let client = reqwest::Client::new();
+    let client = reqwest::Client::builder().no_hickory_dns().build()?;
     for _ in 0..200 {
         if let Ok(response) = client.get(&url).send().await
             && response.status().is_success()
@@ -166,6 +166,7 @@ fn https_client(ca_pem: &str) -> anyhow::Result<reqwest::Client> {
     .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(reqwest::Client::builder()
+        .no_hickory_dns()
         .tls_backend_preconfigured(config)
         .build()?)
 }

@@ -1,7 +1,7 @@
 //! `iomete-secrets-webhook`: a Kubernetes mutating admission webhook that injects secrets into
 //! pods from references in their annotations.
 //!
-//! The crate has six parts, one directory each:
+//! The crate's parts, one directory each:
 //! - [`decision`]: the pure core. Parsing references, authorizing them against a namespace's
 //!   scope, planning and rendering the patch: plain data in, plain data out, no I/O.
 //! - [`admission`]: one request end to end: the AdmissionReview wire format, the decision, the
@@ -11,6 +11,8 @@
 //! - [`boot`]: configuration, start-up wiring and the binary's subcommands.
 //! - [`tools`]: the admin tools (`check`, `catalogue`, `vault test`, `audit`), also the kubectl
 //!   plugin `kubectl iomete-secrets`: the decision and backends above, run from a kubeconfig.
+//! - [`wrapper`]: `iomete-env`, the broker mode's entrypoint wrapper: fetches a container's
+//!   values from the broker at container start and `exec`s the application with them.
 
 // `pub` in the library means API; the rest is `pub(crate)` or narrower.
 #![warn(unreachable_pub)]
@@ -22,3 +24,4 @@ pub mod broker;
 pub mod decision;
 pub mod edge;
 pub mod tools;
+pub mod wrapper;

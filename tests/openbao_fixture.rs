@@ -12,7 +12,7 @@ use support::openbao::{OpenBao, OpenBaoOptions};
 /// A client for the tests' own requests, trusting only `ca_pem` when given.
 fn client(ca_pem: Option<&str>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut builder = reqwest::Client::builder().no_proxy();
+    let mut builder = reqwest::Client::builder().no_hickory_dns().no_proxy();
     if let Some(ca_pem) = ca_pem {
         builder =
             builder.tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap()]);

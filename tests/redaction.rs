@@ -110,3 +110,21 @@ fn certificate_bundles_do_not_print_their_private_keys() {
         "the public parts still print: {printed}"
     );
 }
+
+#[test]
+fn iomete_envs_values_and_child_environment_do_not_print_them() {
+    use iomete_secrets_webhook::wrapper::answer::Values;
+    use iomete_secrets_webhook::wrapper::environment::child_environment;
+    let values = Values {
+        env: vec![("DB_PASSWORD".to_owned(), canary())],
+        spark_conf: vec![("spark.hadoop.fs.s3a.secret.key".to_owned(), canary())],
+    };
+    assert_redacted("wrapper::answer::Values", format!("{values:?}"));
+    let child = child_environment(Vec::new(), &values).unwrap();
+    assert_redacted("wrapper::environment::ChildEnv", format!("{child:?}"));
+    assert!(
+        child
+            .vars()
+            .any(|(_, value)| value.to_string_lossy() == CANARY)
+    );
+}

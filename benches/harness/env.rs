@@ -488,6 +488,7 @@ impl Drop for Server {
 
 fn admin_client() -> reqwest::Client {
     reqwest::Client::builder()
+        .no_hickory_dns()
         .no_proxy()
         .timeout(Duration::from_secs(5))
         .build()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 
-use crate::decision::delivery::{Delivery, DeliveryPolicy};
+use crate::decision::delivery::{Delivery, DeliveryPolicy, is_broker_url};
 use crate::decision::entrypoints::{EntrypointError, EntrypointTable};
 use crate::decision::injection::BrokerSettings;
 
@@ -204,18 +204,6 @@ fn read(flag: &'static str, path: &Path) -> Result<String, BrokerConfigError> {
         path: path.to_owned(),
         source,
     })
-}
-
-fn is_broker_url(url: &str) -> bool {
-    let Some(rest) = url.strip_prefix("https://") else {
-        return false;
-    };
-    let authority = rest.strip_suffix('/').unwrap_or(rest);
-    !authority.is_empty()
-        && !authority.contains(['/', '?', '#', '@'])
-        && !authority
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control())
 }
 
 #[cfg(test)]

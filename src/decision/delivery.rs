@@ -57,6 +57,10 @@ pub const ENV_TOKEN_FILE: &str = "IOMETE_ENV_TOKEN_FILE";
 /// `terminationMessagePath`, `/dev/termination-log` by default).
 pub const ENV_TERMINATION_LOG: &str = "IOMETE_ENV_TERMINATION_LOG";
 
+/// How long, in whole seconds, `iomete-env` keeps trying a broker that is unreachable or asks
+/// to retry (default 120); for running `iomete-env` by hand and for tests.
+pub const ENV_DEADLINE: &str = "IOMETE_ENV_DEADLINE";
+
 /// The broker's one endpoint: `POST` a [`crate::broker::protocol::EnvRequest`] with the token as
 /// bearer, answered by a [`crate::broker::protocol::EnvAnswer`].
 pub const BROKER_PATH: &str = "/v1/env";
@@ -151,6 +155,21 @@ pub fn choose(
         return Err(DeliveryError::BrokerDisabled);
     }
     Ok(chosen)
+}
+
+/// Whether `url` is a broker URL: `https://` and a host (and port), no path, query, fragment
+/// or user info, at most a trailing `/`; the webhook's `--broker-url` and `iomete-env` hold it
+/// to the same shape, and [`BROKER_PATH`] is appended to it.
+pub fn is_broker_url(url: &str) -> bool {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return false;
+    };
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    !authority.is_empty()
+        && !authority.contains(['/', '?', '#', '@'])
+        && !authority
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// Env names `iomete-env` never sets from a broker answer, and a broker-mode pod may not

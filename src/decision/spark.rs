@@ -176,6 +176,15 @@ pub fn check_existing_options(written: &str) -> Result<(), SparkConfError> {
     Ok(())
 }
 
+/// [`check_existing_options`] for a `SPARK_SUBMIT_OPTS` as the container sees it (the kubelet
+/// has expanded it already, as `iomete-env` finds it): only the launcher's quoting is checked.
+pub fn check_seen_options(seen: &str) -> Result<(), SparkConfError> {
+    if ends_mid_token(seen) {
+        return Err(SparkConfError::OptionsEndMidToken);
+    }
+    Ok(())
+}
+
 /// Checks the final value against [`MAX_OPTIONS_BYTES`]; `seen_len` is its length as the
 /// container sees it, after the kubelet's expansion.
 pub fn check_options_length(seen_len: usize) -> Result<(), SparkConfError> {

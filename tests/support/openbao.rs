@@ -579,6 +579,7 @@ fn address(tls: bool, port: u16) -> String {
 fn http_client(ca_pem: Option<&str>) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let mut builder = reqwest::Client::builder()
+        .no_hickory_dns()
         .no_proxy()
         .pool_max_idle_per_host(0)
         .timeout(REQUEST_TIMEOUT);

@@ -16,6 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{Timeouts, VaultError};
 use crate::backends::vault::resource::VaultTarget;
+use crate::edge::telemetry::error_chain as chain;
 
 /// The most a KV v2 read answer may hold: Vault's integrated storage refuses entries over 1 MiB
 /// by default (`max_entry_size`), and a pod cannot carry more.
@@ -43,7 +44,9 @@ impl VaultHttp {
     pub(super) fn new(target: &VaultTarget, timeouts: Timeouts) -> Result<Self, VaultError> {
         // Vault is reached with the same provider as everything else in the process.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // The system resolver, as before iomete-env's client turned hickory on in the package.
         let mut builder = reqwest::Client::builder()
+            .no_hickory_dns()
             .tls_backend_rustls()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(timeouts.connect)
@@ -174,20 +177,4 @@ fn grow(body: &mut Zeroizing<Vec<u8>>, more: usize, cap: usize) {
     let mut larger = Vec::with_capacity(needed.max(body.capacity() * 2).min(cap));
     larger.extend_from_slice(body);
     *body = Zeroizing::new(larger);
-}
-
-/// An error and its sources, e.g. "error sending request: tcp connect error: Connection refused".
-/// Transport errors name the URL and the failure, never a header or a body.
-pub(super) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
