@@ -29,6 +29,7 @@ mod support;
 
 mod admission;
 mod broker;
+mod broker_flow;
 mod changes;
 mod env;
 mod faults;

@@ -165,9 +165,7 @@ fn env_mode_seen(existing: Option<&str>, properties: &[(String, &str)]) -> Strin
         domain: Some("finance".into()),
         admin: false,
     };
-    let settings = Settings {
-        secrets_v2_enabled: true,
-    };
+    let settings = Settings::env_delivery(true);
     let plan = injection::plan(&pod, &namespace, &settings, &BTreeMap::new()).unwrap();
     let by_ref: HashMap<SecretRef, &str> = properties
         .iter()
