@@ -4,11 +4,13 @@
 
 use std::path::Path;
 
-const DOCUMENTS: [&str; 4] = [
+const DOCUMENTS: [&str; 6] = [
     "SECURITY.md",
     "docs/robustness.md",
     "docs/robustness-e2e.md",
     "docs/admin-tools.md",
+    "docs/broker-mode.md",
+    "docs/iomete-env.md",
 ];
 
 /// Every `` `path.rs::name` `` and `` `path.rs` `` cited in `text`.

@@ -30,6 +30,7 @@ use crate::boot::tool_args::AuditArgs;
 use crate::decision::injection;
 use crate::decision::legacy::parse_template;
 use crate::decision::pod::Pod;
+use crate::decision::delivery::INSTALL_CONTAINER;
 use crate::decision::reference::{SecretRef, VERSIONS_ANNOTATION};
 use crate::decision::spark;
 
@@ -114,6 +115,17 @@ pub fn classify(pod: &Pod, current: &dyn Fn(&str) -> Current) -> Vec<Finding> {
                 ));
             }
         }
+    }
+    // A broker-mode pod reads its values at each container start: no version is fixed at
+    // admission, so there is none to be outdated.
+    let broker_delivered = pod.spec.iter().any(|spec| {
+        spec.init_containers
+            .iter()
+            .flatten()
+            .any(|container| container.name == INSTALL_CONTAINER)
+    });
+    if broker_delivered {
+        return Vec::new();
     }
     let recorded = recorded_versions(pod);
     let executor = spark::is_executor(pod.metadata.labels.as_ref());

@@ -143,3 +143,12 @@ fn owners_are_named_as_people_know_them(
 ) {
     assert_eq!(owner(&kube_pod(labels, owner_ref)), expected);
 }
+
+#[test]
+fn broker_mode_pods_have_no_version_to_be_outdated_but_can_miss_injection() {
+    let mut delivered = injected(None);
+    delivered["spec"]["initContainers"] = json!([{"name": "iomete-env-install"}]);
+    assert_eq!(findings(delivered.clone()), Vec::<String>::new());
+    delivered["metadata"]["annotations"]["secrets.iomete.com/injected"] = json!("sha256:0");
+    assert_eq!(findings(delivered), ["missed"]);
+}
