@@ -129,9 +129,20 @@ awk '/<!-- validate-manifests: secrets-v2-off -->/ { found = 1; next }
     die "deploy/README.md has no \`\`\`yaml block after <!-- validate-manifests: secrets-v2-off -->"
 # It is written as deploy/overlays/my-cluster/; here it sits beside the others, the same depth.
 
+# --- the broker component, on the plain overlay ----------------------------------------------
+mkdir -p "$work/deploy/overlays/plain-broker"
+cat >"$work/deploy/overlays/plain-broker/kustomization.yaml" <<'YAML'
+apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../plain
+components:
+  - ../../broker
+YAML
+
 # --- render ----------------------------------------------------------------------------------
 mkdir -p "$work/rendered"
-renders=(base overlays/cert-manager overlays/plain overlays/readme-secrets-v2-off)
+renders=(base overlays/cert-manager overlays/plain overlays/plain-broker overlays/readme-secrets-v2-off)
 say "== kubectl kustomize ($(kubectl version --client 2>/dev/null | grep -i kustomize || echo 'kustomize'))"
 for render in "${renders[@]}"; do
     out="$work/rendered/${render##*/}.yaml"
@@ -180,7 +191,8 @@ def load(name):
     return [d for d in yaml.safe_load_all((rendered / f"{name}.yaml").read_text()) if d]
 
 
-RENDERS = {"base": load("base"), "cert-manager": load("cert-manager"), "plain": load("plain")}
+RENDERS = {"base": load("base"), "cert-manager": load("cert-manager"), "plain": load("plain"),
+           "plain-broker": load("plain-broker")}
 EXAMPLE = load("readme-secrets-v2-off")
 # Applied by hand, not part of any kustomization: read as written.
 EXAMPLE_FILES = {f"deploy/examples/{path.name}": [d for d in yaml.safe_load_all(path.read_text()) if d]
@@ -319,7 +331,7 @@ def validate_render(render, docs):
     expected = {"CustomResourceDefinition", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
                 "ClusterRoleBinding", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget",
                 "MutatingWebhookConfiguration"}
-    if render == "plain":
+    if render in ("plain", "plain-broker"):
         expected |= {"Secret"}
     if render == "cert-manager":
         expected |= {"Issuer", "Certificate"}
@@ -525,7 +537,7 @@ def validate_render(render, docs):
         annotations = mwc["metadata"].get("annotations") or {}
         inject = annotations.get("cert-manager.io/inject-ca-from")
         ca_bundle = client.get("caBundle")
-        if render == "plain":
+        if render in ("plain", "plain-broker"):
             bundle_file = (tls / "ca-bundle.b64").read_text().strip()
             check(ca_bundle == bundle_file and inject is None, f"{render}: caBundle is ca-bundle.b64 of the certs output")
             decoded = base64.b64decode(ca_bundle or "", validate=True)
@@ -645,6 +657,26 @@ for render, docs in RENDERS.items():
     envs[render], config_maps[render] = validate_render(render, docs)
     if len(failures) == before:
         print("   ok")
+
+# ---------------------------------------------------------------- the broker component
+print("== deploy/broker on the plain overlay")
+broker_deployment = one(RENDERS["plain-broker"], "Deployment")
+broker_container = broker_deployment["spec"]["template"]["spec"]["containers"][0]
+broker_args = broker_container["args"]
+check("--broker-listen=0.0.0.0:8444" in broker_args and "--broker-ca=/etc/webhook/tls/ca.crt" in broker_args,
+      f"the broker component adds the broker flags (got {broker_args})")
+check(f"--broker-image={broker_container['image']}" in broker_args,
+      f"--broker-image is the Deployment's own image {broker_container['image']}")
+check(any(p.get("name") == "broker" and p.get("containerPort") == 8444 for p in broker_container["ports"]),
+      "the webhook container exposes the broker port")
+check(any(p.get("name") == "broker" and p.get("port") == 8444 for p in one(RENDERS["plain-broker"], "Service")["spec"]["ports"]),
+      "the Service exposes the broker port")
+plain_secret = one(RENDERS["plain-broker"], "Secret") or {}
+check("ca.crt" in (plain_secret.get("data") or {}), "the TLS Secret holds ca.crt, which --broker-ca reads")
+rules = [rule for role in RENDERS["base"] if role["kind"] == "ClusterRole" for rule in role.get("rules", [])]
+check(any("tokenreviews" in r.get("resources", []) and "create" in r.get("verbs", []) for r in rules)
+      and any("pods" in r.get("resources", []) and r.get("verbs") == ["get"] for r in rules),
+      "the base ClusterRole grants what the broker needs: create tokenreviews, get pods")
 
 # ---------------------------------------------------------------- the feature-flag example
 print("== deploy/README.md feature-flag example (features.secretsV2.enabled=false)")
