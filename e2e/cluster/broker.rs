@@ -7,7 +7,7 @@
 //! in `IOMETE_ENV_REFERENCES`), and carry the label the webhook's registration excludes, so
 //! admission leaves them alone. Nothing runs them: the test plays `iomete-env`.
 
-mod harness;
+pub mod harness;
 
 use iomete_secrets_webhook::decision::delivery::{BROKER_AUDIENCE, ENV_REFERENCES};
 use iomete_secrets_webhook::decision::reference::{

@@ -23,6 +23,7 @@ use crate::support::openbao::OpenBao;
 
 #[path = "../../tests/support/helm_tools.rs"]
 mod helm_tools;
+mod broker;
 mod release;
 mod webhook;
 
@@ -47,7 +48,7 @@ async fn the_chart_installs_upgrades_and_uninstalls_as_documented() {
     let helm = Helm::new(&tools, &plane);
     let (certs, ca_bundle) = prepare(&plane, &tools);
     let port = free_port();
-    let install = values(port, &ca_bundle, json!({}));
+    let install = values(port, &ca_bundle, json!({"broker": {"enabled": true}}));
 
     // ---- install: every object lands, the CRD is marked to be kept, the RBAC is exact
     helm.upgrade_install(&install);
@@ -68,6 +69,7 @@ async fn the_chart_installs_upgrades_and_uninstalls_as_documented() {
     // ---- the webhook, as the chart configured it, serving pods
     let mut webhook = ChartWebhook::start(&plane, &certs, port);
     serve_pods(&plane).await;
+    broker::serve_a_broker_pod(&plane, &certs, webhook.broker_port).await;
     let exposition = webhook.metrics();
     let exported = webhook::metric_names_exported(&exposition);
     let used = webhook::metric_names_used();

@@ -138,7 +138,7 @@ impl Drop for Broker {
     }
 }
 
-fn tls_client(ca_pem: &str) -> reqwest::Client {
+pub fn tls_client(ca_pem: &str) -> reqwest::Client {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();

@@ -20,6 +20,8 @@ use crate::{container_env, fixture_pod, is_retriable, stderr};
 pub struct ChartWebhook {
     child: Option<Child>,
     pub admin_port: u16,
+    /// Where the broker listens, when the chart turned it on.
+    pub broker_port: u16,
     log: PathBuf,
 }
 
@@ -29,7 +31,7 @@ impl ChartWebhook {
             .expect("the chart installed its Deployment");
         let pod = &deployment["spec"]["template"]["spec"];
         let container = &pod["containers"][0];
-        let admin_port = free_port();
+        let (admin_port, broker_port) = (free_port(), free_port());
         let args: Vec<String> = container["args"]
             .as_array()
             .unwrap()
@@ -39,6 +41,9 @@ impl ChartWebhook {
                 match arg.split_once('=') {
                     Some(("--listen", _)) => format!("--listen=127.0.0.1:{port}"),
                     Some(("--admin-listen", _)) => format!("--admin-listen=127.0.0.1:{admin_port}"),
+                    Some(("--broker-listen", _)) => {
+                        format!("--broker-listen=127.0.0.1:{broker_port}")
+                    }
                     Some((flag, path)) if path.starts_with("/etc/webhook/tls/") => {
                         let file = path.rsplit('/').next().unwrap();
                         format!("{flag}={}", certs.join(file).display())
@@ -95,6 +100,7 @@ impl ChartWebhook {
         let mut webhook = ChartWebhook {
             child: Some(spawn_guarded(command).unwrap()),
             admin_port,
+            broker_port,
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
