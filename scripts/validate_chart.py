@@ -426,6 +426,8 @@ REJECTED = [
     (["broker.deliveryDefault=broker"], "broker.enabled is false"),
     (["broker.enabled=true", "broker.port=8443"], "at '/broker/port': 'not' failed"),
     (["broker.deliveryRequired=env"], "at '/broker/deliveryRequired': value must be one of"),
+    (["broker.requiredDomains={hr}"], "broker.enabled is false"),
+    (["broker.enabled=true", "broker.defaultDomains={Finance}"], "at '/broker/defaultDomains/0'"),
     (["broker.enabled=true", "broker.entrypoints.spark.entrypoint=null"], "at '/broker/entrypoints/spark"),
 ]
 for sets, message in REJECTED:

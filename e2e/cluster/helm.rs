@@ -21,9 +21,9 @@ use crate::env::DedicatedSlot;
 use crate::stderr;
 use crate::support::openbao::OpenBao;
 
+mod broker;
 #[path = "../../tests/support/helm_tools.rs"]
 mod helm_tools;
-mod broker;
 mod release;
 mod webhook;
 

@@ -5,6 +5,7 @@
 //! `iomete-env` (the webhook's own). `--delivery-default` and `--delivery-required` choose the
 //! mode of pods that do not choose, and forbid the other one.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use clap::ValueEnum;
 use crate::decision::delivery::{Delivery, DeliveryPolicy, is_broker_url};
 use crate::decision::entrypoints::{EntrypointError, EntrypointTable};
 use crate::decision::injection::BrokerSettings;
+use crate::decision::names::is_dns_label;
 
 /// A broker flag value that cannot work; the message names the flag.
 #[derive(Debug, thiserror::Error)]
@@ -21,7 +23,7 @@ pub enum BrokerConfigError {
     #[error("--{0} is required with --broker-listen")]
     Missing(&'static str),
     #[error(
-        "--delivery-default or --delivery-required is broker, but the broker is off; set --broker-listen (and --broker-url, --broker-ca, --broker-image)"
+        "--delivery-default, --delivery-required or a --broker-*-domains flag asks for broker delivery, but the broker is off; set --broker-listen (and --broker-url, --broker-ca, --broker-image)"
     )]
     BrokerOff,
     #[error("--delivery-default is {default} but --delivery-required is {required}")]
@@ -35,6 +37,8 @@ pub enum BrokerConfigError {
     Url(String),
     #[error("--broker-image must be a container image reference, got {0:?}")]
     Image(String),
+    #[error("--{flag} entry {domain:?} is not a domain (a DNS label)")]
+    Domain { flag: &'static str, domain: String },
     #[error("cannot read --{flag} {path}: {source}")]
     Read {
         flag: &'static str,
@@ -97,6 +101,20 @@ pub struct BrokerArgs {
     /// When set, pods asking for the other delivery mode are denied.
     #[arg(long, env = "IOMETE_SECRETS_DELIVERY_REQUIRED", value_enum)]
     pub delivery_required: Option<DeliveryFlag>,
+    /// Comma-separated domains whose pods get broker delivery when they do not choose.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_BROKER_DEFAULT_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub broker_default_domains: Vec<String>,
+    /// Comma-separated domains whose pods must use broker delivery.
+    #[arg(
+        long,
+        env = "IOMETE_SECRETS_BROKER_REQUIRED_DOMAINS",
+        value_delimiter = ','
+    )]
+    pub broker_required_domains: Vec<String>,
     /// Address of the broker's TLS endpoint (POST /v1/env), which turns broker mode on. It
     /// serves the certificate of --tls-cert and never asks for a client certificate.
     #[arg(long, env = "IOMETE_SECRETS_BROKER_LISTEN")]
@@ -139,8 +157,14 @@ impl BrokerArgs {
         {
             return Err(BrokerConfigError::Contradiction { default, required });
         }
+        let default_domains = domains("broker-default-domains", &self.broker_default_domains)?;
+        let required_domains = domains("broker-required-domains", &self.broker_required_domains)?;
+        let wants_broker = default == Delivery::Broker
+            || required == Some(Delivery::Broker)
+            || !default_domains.is_empty()
+            || !required_domains.is_empty();
         let broker = match self.broker_listen {
-            None if default == Delivery::Broker || required == Some(Delivery::Broker) => {
+            None if wants_broker => {
                 return Err(BrokerConfigError::BrokerOff);
             }
             None => None,
@@ -193,9 +217,25 @@ impl BrokerArgs {
             default,
             required,
             broker_enabled: broker.is_some(),
+            broker_default_domains: default_domains,
+            broker_required_domains: required_domains,
         };
         Ok((policy, broker))
     }
+}
+
+fn domains(flag: &'static str, listed: &[String]) -> Result<BTreeSet<String>, BrokerConfigError> {
+    listed
+        .iter()
+        .map(|domain| domain.trim())
+        .map(|domain| match is_dns_label(domain) {
+            true => Ok(domain.to_owned()),
+            false => Err(BrokerConfigError::Domain {
+                flag,
+                domain: domain.to_owned(),
+            }),
+        })
+        .collect()
 }
 
 fn read(flag: &'static str, path: &Path) -> Result<String, BrokerConfigError> {
@@ -281,9 +321,30 @@ mod tests {
         assert_eq!(policy.required, Some(Delivery::Broker));
         assert!(policy.broker_enabled);
         let settings = &broker.unwrap().settings;
+        assert!(policy.broker_required_domains.is_empty());
         assert_eq!(settings.pull_policy, "IfNotPresent");
         assert_eq!(settings.url, "https://webhook.iomete-system.svc:8444");
         assert!(settings.ca_pem.contains("BEGIN CERTIFICATE"));
+    }
+
+    #[test]
+    fn domains_are_comma_separated() {
+        let on = On::new();
+        let argv = on.with(&[
+            "--broker-default-domains",
+            "finance, hr",
+            "--broker-required-domains",
+            "legal",
+        ]);
+        let (policy, _) = validate_owned(&argv).unwrap();
+        assert_eq!(
+            policy.broker_default_domains,
+            BTreeSet::from(["finance".to_owned(), "hr".to_owned()])
+        );
+        assert_eq!(
+            policy.broker_required_domains,
+            BTreeSet::from(["legal".to_owned()])
+        );
     }
 
     #[test]
@@ -308,6 +369,8 @@ mod tests {
     #[case(&["--delivery-required", "broker"], "--broker-listen")]
     #[case(&["--broker-listen", "0.0.0.0:8444"], "--broker-url")]
     #[case(&["--delivery-default", "broker", "--delivery-required", "env"], "--delivery-required")]
+    #[case(&["--broker-required-domains", "finance"], "--broker-listen")]
+    #[case(&["--broker-default-domains", "finance,Bad_Domain"], "--broker-default-domains entry \"Bad_Domain\"")]
     fn bad_combinations_are_named(#[case] argv: &[&str], #[case] expected: &str) {
         let error = validate(argv).unwrap_err();
         assert!(error.contains(expected), "{error}");

@@ -7,7 +7,7 @@
 //! the admission, the broker and `iomete-env` must agree on: the reserved names and paths, the
 //! token's audience and the env names `iomete-env` refuses to set ([`is_denied_env_name`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 
@@ -100,8 +100,8 @@ impl FromStr for Delivery {
     }
 }
 
-/// The operator's rules for choosing a mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The operator's rules for choosing a mode: cluster-wide, and per domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryPolicy {
     /// The mode of a pod without the annotation.
     pub default: Delivery,
@@ -109,15 +109,41 @@ pub struct DeliveryPolicy {
     pub required: Option<Delivery>,
     /// Whether this webhook serves the broker (`--broker-listen` and its settings are set).
     pub broker_enabled: bool,
+    /// Domains whose pods get broker delivery when they do not choose.
+    pub broker_default_domains: BTreeSet<String>,
+    /// Domains whose pods must use broker delivery.
+    pub broker_required_domains: BTreeSet<String>,
 }
 
-impl Default for DeliveryPolicy {
-    fn default() -> Self {
+impl DeliveryPolicy {
+    /// Env delivery by default, nothing required, the broker off.
+    pub const fn env_only() -> Self {
         DeliveryPolicy {
             default: Delivery::Env,
             required: None,
             broker_enabled: false,
+            broker_default_domains: BTreeSet::new(),
+            broker_required_domains: BTreeSet::new(),
         }
+    }
+
+    /// The default and the requirement for a pod of `domain` (`None`: an admin namespace or
+    /// one without a domain, which only the cluster-wide rules reach).
+    fn for_domain(&self, domain: Option<&str>) -> (Delivery, Option<Delivery>) {
+        let listed = |domains: &BTreeSet<String>| domain.is_some_and(|d| domains.contains(d));
+        if listed(&self.broker_required_domains) {
+            return (Delivery::Broker, Some(Delivery::Broker));
+        }
+        if listed(&self.broker_default_domains) {
+            return (Delivery::Broker, self.required);
+        }
+        (self.default, self.required)
+    }
+}
+
+impl Default for DeliveryPolicy {
+    fn default() -> Self {
+        DeliveryPolicy::env_only()
     }
 }
 
@@ -127,7 +153,7 @@ pub enum DeliveryError {
     #[error("annotation {DELIVERY_ANNOTATION} is {0:?}; it must be \"env\" or \"broker\"")]
     Unknown(String),
     #[error(
-        "this cluster requires {required} delivery (annotation {DELIVERY_ANNOTATION}), so secret values are never written into the pod spec; set {DELIVERY_ANNOTATION}: {required} or remove the annotation"
+        "this cluster requires {required} delivery for this namespace (annotation {DELIVERY_ANNOTATION}), so secret values are never written into the pod spec; set {DELIVERY_ANNOTATION}: {required} or remove the annotation"
     )]
     Required { required: Delivery },
     #[error(
@@ -136,17 +162,19 @@ pub enum DeliveryError {
     BrokerDisabled,
 }
 
-/// The delivery mode of a pod with these annotations.
+/// The delivery mode of a pod with these annotations, in a namespace of `domain`.
 pub fn choose(
     annotations: Option<&BTreeMap<String, String>>,
     policy: &DeliveryPolicy,
+    domain: Option<&str>,
 ) -> Result<Delivery, DeliveryError> {
     let asked = annotations
         .and_then(|annotations| annotations.get(DELIVERY_ANNOTATION))
         .map(|value| value.parse::<Delivery>())
         .transpose()?;
-    let chosen = asked.or(policy.required).unwrap_or(policy.default);
-    if let Some(required) = policy.required
+    let (default, required) = policy.for_domain(domain);
+    let chosen = asked.or(required).unwrap_or(default);
+    if let Some(required) = required
         && chosen != required
     {
         return Err(DeliveryError::Required { required });
@@ -224,6 +252,8 @@ mod tests {
         default: Delivery::Env,
         required: None,
         broker_enabled: true,
+        broker_default_domains: BTreeSet::new(),
+        broker_required_domains: BTreeSet::new(),
     };
 
     #[rstest]
@@ -241,7 +271,31 @@ mod tests {
         #[case] expected: Result<Delivery, DeliveryError>,
     ) {
         let annotations = asked.map(annotated);
-        assert_eq!(choose(annotations.as_ref(), &policy), expected);
+        assert_eq!(
+            choose(annotations.as_ref(), &policy, Some("finance")),
+            expected
+        );
+    }
+
+    #[rstest]
+    #[case::default_domain(None, Some("finance"), Ok(Delivery::Broker))]
+    #[case::default_domain_may_ask_env(Some("env"), Some("finance"), Ok(Delivery::Env))]
+    #[case::required_domain(None, Some("hr"), Ok(Delivery::Broker))]
+    #[case::required_domain_refuses_env(Some("env"), Some("hr"), Err(DeliveryError::Required { required: Delivery::Broker }))]
+    #[case::other_domain(None, Some("marketing"), Ok(Delivery::Env))]
+    #[case::admin_namespace(None, None, Ok(Delivery::Env))]
+    fn domains_have_their_own_rules(
+        #[case] asked: Option<&str>,
+        #[case] domain: Option<&str>,
+        #[case] expected: Result<Delivery, DeliveryError>,
+    ) {
+        let policy = DeliveryPolicy {
+            broker_default_domains: BTreeSet::from(["finance".to_owned()]),
+            broker_required_domains: BTreeSet::from(["hr".to_owned()]),
+            ..OPEN
+        };
+        let annotations = asked.map(annotated);
+        assert_eq!(choose(annotations.as_ref(), &policy, domain), expected);
     }
 
     #[rstest]

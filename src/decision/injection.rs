@@ -65,11 +65,7 @@ impl Settings {
     pub const fn env_delivery(secrets_v2_enabled: bool) -> Self {
         Settings {
             secrets_v2_enabled,
-            delivery: DeliveryPolicy {
-                default: Delivery::Env,
-                required: None,
-                broker_enabled: false,
-            },
+            delivery: DeliveryPolicy::env_only(),
             broker: None,
         }
     }
@@ -140,8 +136,13 @@ pub fn plan_references(
     let digest = references.digest();
     let v2_pending = references.has_v2() && references.injected_digest.as_deref() != Some(&digest);
     let mut replaced: HashSet<(ContainerList, usize, usize)> = HashSet::new();
-    let delivery_of_pod =
-        || delivery::choose(pod.metadata.annotations.as_ref(), &settings.delivery);
+    let delivery_of_pod = || {
+        delivery::choose(
+            pod.metadata.annotations.as_ref(),
+            &settings.delivery,
+            namespace.domain.as_deref(),
+        )
+    };
     let mut delivery = None;
     if v2_pending {
         let targets = target_containers(&containers, references.containers.as_deref())?;

@@ -27,10 +27,10 @@ use super::{Report, ToolError};
 use crate::admission::AdmissionError;
 use crate::backends::{KubernetesCaches, VaultBackend};
 use crate::boot::tool_args::AuditArgs;
+use crate::decision::delivery::INSTALL_CONTAINER;
 use crate::decision::injection;
 use crate::decision::legacy::parse_template;
 use crate::decision::pod::Pod;
-use crate::decision::delivery::INSTALL_CONTAINER;
 use crate::decision::reference::{SecretRef, VERSIONS_ANNOTATION};
 use crate::decision::spark;
 

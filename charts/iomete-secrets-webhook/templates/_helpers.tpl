@@ -90,8 +90,8 @@ Included by the Deployment, so every rendering runs them.
 {{- if lt $check 5.0 }}
 {{- fail (printf "config.vault.checkInterval (%s) must be at least 5s" .Values.config.vault.checkInterval) }}
 {{- end }}
-{{- if and (not .Values.broker.enabled) (or (eq .Values.broker.deliveryDefault "broker") (eq .Values.broker.deliveryRequired "broker")) }}
-{{- fail "broker.deliveryDefault or broker.deliveryRequired is broker, but broker.enabled is false: turn the broker on, or pods could not get their values" }}
+{{- if and (not .Values.broker.enabled) (or (eq .Values.broker.deliveryDefault "broker") (eq .Values.broker.deliveryRequired "broker") .Values.broker.defaultDomains .Values.broker.requiredDomains) }}
+{{- fail "broker.deliveryDefault, broker.deliveryRequired or broker.*Domains ask for broker delivery, but broker.enabled is false: turn the broker on, or pods could not get their values" }}
 {{- end }}
 {{- end }}
 

@@ -5,7 +5,9 @@
 
 use std::path::Path;
 
-use iomete_secrets_webhook::decision::delivery::{BROKER_AUDIENCE, BROKER_PATH, DELIVERY_ANNOTATION};
+use iomete_secrets_webhook::decision::delivery::{
+    BROKER_AUDIENCE, BROKER_PATH, DELIVERY_ANNOTATION,
+};
 use serde_json::{Value, json};
 
 use super::release::{NAMESPACE, RELEASE, get};
@@ -22,7 +24,10 @@ pub async fn serve_a_broker_pod(plane: &ControlPlane, certs: &Path, broker_port:
     pod["metadata"]["annotations"][DELIVERY_ANNOTATION] = json!("broker");
     let stored = create(plane, &pod).expect("the broker-mode driver is admitted");
     assert!(injected(&stored).is_none(), "no value is written");
-    assert!(!stored.to_string().contains(STORE_VALUE), "no value is stored");
+    assert!(
+        !stored.to_string().contains(STORE_VALUE),
+        "no value is stored"
+    );
     let deployment = get(plane, &["deployment", RELEASE, "-n", NAMESPACE]).unwrap();
     assert_eq!(
         stored["spec"]["initContainers"][0]["image"],
@@ -57,5 +62,8 @@ pub async fn serve_a_broker_pod(plane: &ControlPlane, certs: &Path, broker_port:
     let status = response.status().as_u16();
     let answer: Value = response.json().await.unwrap();
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["env"], json!([{"name": "SECRET", "value": STORE_VALUE}]));
+    assert_eq!(
+        answer["env"],
+        json!([{"name": "SECRET", "value": STORE_VALUE}])
+    );
 }

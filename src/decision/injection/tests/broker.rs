@@ -25,6 +25,7 @@ fn broker_settings(default: Delivery, required: Option<Delivery>) -> Settings {
             default,
             required,
             broker_enabled: true,
+            ..DeliveryPolicy::env_only()
         },
         broker: Some(Arc::new(broker)),
         ..V2_ON
@@ -354,4 +355,39 @@ fn scope_is_checked_as_in_env_mode() {
         denial(&original, &finance(), &broker()),
         InjectionError::OutOfScope(_)
     ));
+}
+
+#[test]
+fn a_domain_can_require_broker_delivery() {
+    let mut settings = broker();
+    settings.delivery.broker_required_domains = ["finance".to_owned()].into();
+    let annotation = env_secrets(&[("DB_PASSWORD", "finance", "db_password")]);
+    let container = json!([{"name": "main", "image": "busybox", "command": ["run"]}]);
+    let unannotated = pod_json(&[(ENV, &annotation)], container.clone(), Value::Null);
+    let (plan, _, _) = wrap(&unannotated, &settings);
+    assert!(plan.broker.is_some(), "finance's pods are wrapped");
+    let asks_env = pod_json(
+        &[(ENV, &annotation), (DELIVERY_ANNOTATION, "env")],
+        container,
+        Value::Null,
+    );
+    assert_eq!(
+        denial(&asks_env, &finance(), &settings),
+        InjectionError::Delivery(DeliveryError::Required {
+            required: Delivery::Broker
+        })
+    );
+    let marketing = ns("marketing-jobs", Some("marketing"), false);
+    let theirs = env_secrets(&[("DB_PASSWORD", "marketing", "db_password")]);
+    let container = json!([{"name": "main", "image": "busybox", "command": ["run"]}]);
+    let other = pod_json(&[(ENV, &theirs)], container, Value::Null);
+    let env_plan = plan_for(&other, &marketing, &settings);
+    assert!(
+        env_plan.broker.is_none(),
+        "other domains keep the cluster's default"
+    );
+}
+
+fn plan_for(original: &Value, namespace: &NamespaceScope, settings: &Settings) -> Plan {
+    plan(&pod(original), namespace, settings, &vaults()).expect("a plan")
 }
