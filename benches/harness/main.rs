@@ -2,7 +2,8 @@
 //! webhook binary over TLS against a real kube-apiserver (with etcd) and a real OpenBao, beside two bare
 //! baselines on the same serving stack (one answers fixed bytes, one parses the request into
 //! `serde_json::Value` and reads its uid first: `baseline.rs`), measured by one load client;
-//! then cold Vault bursts, memory with large stores and start-to-ready time. Prints a Markdown report and writes it
+//! then cold Vault bursts, broker mode's start-time fetch beside an admission (`broker.rs`),
+//! memory with large stores and start-to-ready time. Prints a Markdown report and writes it
 //! to `target/bench/report.md` (`BENCH_REPORT`). Method and latest results:
 //! `docs/benchmarks.md`.
 //!
@@ -14,8 +15,13 @@
 //! server and setting, alternating, best kept), `BENCH_CONCURRENCY` (closed-loop
 //! callers, comma-separated), `BENCH_RATES` (open-loop rates as percentages of the webhook's
 //! best closed-loop throughput), `BENCH_BURSTS` (burst sizes), `BENCH_DOMAINS`, `BENCH_KEYS`,
-//! `BENCH_VAULT_VALUES` (the memory scenario), `BENCH_REPORT` (where the report goes; default
-//! `target/bench/report.md`, `report-quick.md` for `--quick`).
+//! `BENCH_VAULT_VALUES` (the memory scenario), `BENCH_BROKER_PODS` (pods of the broker's
+//! latency rows, one request each per row), `BENCH_BROKER_CONCURRENCY` (its callers,
+//! comma-separated), `BENCH_BROKER_BURST` (pods in its burst), `BENCH_REPORT` (where the
+//! report goes; default `target/bench/report.md`, `report-quick.md` for `--quick`),
+//! `BENCH_PHASES` (the phases to run, comma-separated, default all: `load` (the webhook
+//! against the baselines), `burst` (cold admission bursts), `broker` (broker mode, with its
+//! own admission rows to compare), `memory` (large stores); e.g. `BENCH_PHASES=broker`).
 //! Experiments, off by default: `BENCH_BASELINE_NODELAY=0` (Nagle's algorithm left on in the
 //! baselines; the default is TCP_NODELAY on, as in the webhook),
 //! `BENCH_WEBHOOK_PRELOAD=/path/to/malloc.so` (another allocator under the webhook binary).
@@ -40,6 +46,7 @@ mod common;
 
 mod baseline;
 mod broker;
+mod broker_pods;
 mod broker_report;
 mod env;
 mod load;
