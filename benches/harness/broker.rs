@@ -56,6 +56,9 @@ pub struct BrokerBurst {
     pub logins_during: usize,
     /// The webhook's Vault cache lookups during the burst: miss, coalesced, hit.
     pub lookups: [f64; 3],
+    /// The webhook's open sockets before and after the burst: its Kubernetes client speaks
+    /// HTTP/1.1, one connection per call in flight, and keeps them pooled.
+    pub sockets: (usize, usize),
 }
 
 /// The four rows measured at one concurrency, each the round with the lower p99 (other work
@@ -348,6 +351,7 @@ async fn burst(
         counts
     };
     let before = lookups().await;
+    let sockets_before = sockets(webhook.pid());
     let (reads_before, logins_before) = (
         environment.vault_reads(key),
         environment.remote_vault_logins(),
@@ -367,5 +371,17 @@ async fn burst(
         reads_during: environment.vault_reads(key) - reads_before,
         logins_during: environment.remote_vault_logins() - logins_before,
         lookups: [0, 1, 2].map(|slot| after[slot] - before[slot]),
+        sockets: (sockets_before, sockets(webhook.pid())),
     })
+}
+
+/// How many sockets process `pid` holds open, from `/proc/PID/fd`.
+fn sockets(pid: u32) -> usize {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    entries
+        .filter_map(|entry| std::fs::read_link(entry.ok()?.path()).ok())
+        .filter(|target| target.to_string_lossy().starts_with("socket:"))
+        .count()
 }

@@ -117,7 +117,7 @@ impl BrokerResult {
         push(
             out,
             format_args!(
-                "**Burst.** {} pods whose lists reference one Vault secret no request had read (a fresh key, through the VaultConfig behind the {} ms proxy), one fresh token each, minted first; all requests sent at once over HTTP/2 (100 streams per connection). Reads and logins from OpenBao's audit log, lookups from the webhook's metric.\n\n| pods at once | wall time ms | p50 ms | p99 ms | served (200) | other answers | Vault reads of the secret | logins | cache lookups: miss / coalesced / hit |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|\n| {} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} |\n\n",
+                "**Burst.** {} pods whose lists reference one Vault secret no request had read (a fresh key, through the VaultConfig behind the {} ms proxy), one fresh token each, minted first; all requests sent at once over HTTP/2 (100 streams per connection). Reads and logins from OpenBao's audit log, lookups from the webhook's metric, sockets from `/proc`.\n\n| pods at once | wall time ms | p50 ms | p99 ms | served (200) | other answers | Vault reads of the secret | logins | cache lookups: miss / coalesced / hit | webhook's open sockets before / after |\n|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n| {} | {:.1} | {:.2} | {:.2} | {} | {} | {} | {} | {:.0} / {:.0} / {:.0} | {} / {} |\n\n",
                 burst.size,
                 crate::env::vault_delay().as_millis(),
                 burst.size,
@@ -130,7 +130,9 @@ impl BrokerResult {
                 burst.logins_during,
                 burst.lookups[0],
                 burst.lookups[1],
-                burst.lookups[2]
+                burst.lookups[2],
+                burst.sockets.0,
+                burst.sockets.1
             ),
         );
     }
