@@ -284,10 +284,7 @@ async fn send(
             tokio::spawn(async move {
                 tokio::time::sleep_until(start.into()).await;
                 let mut answers = Vec::new();
-                loop {
-                    let Some(call) = calls.get(next.fetch_add(1, Ordering::Relaxed)) else {
-                        break;
-                    };
+                while let Some(call) = calls.get(next.fetch_add(1, Ordering::Relaxed)) {
                     let sent = Instant::now();
                     let token = call.token.as_deref();
                     let result = match stream.as_mut() {
