@@ -238,7 +238,10 @@ impl Cluster {
             .args(["--vault-check-interval", "5s"])
             // Broker mode on, as an operator turns it on; env delivery stays the default.
             .arg(format!("--broker-listen=127.0.0.1:{}", self.broker_port))
-            .arg(format!("--broker-url=https://127.0.0.1:{}", self.broker_port))
+            .arg(format!(
+                "--broker-url=https://127.0.0.1:{}",
+                self.broker_port
+            ))
             .arg("--broker-ca")
             .arg(self.certs.join("ca.crt"))
             .arg("--broker-image=iomete/iomete-secrets-webhook:0.1.0")
