@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole benchmark and prints its tables: the load harness (the release webhook binary
 # against two baselines on its own TLS stack, fixed bytes and parse-and-answer, cold Vault bursts counted by OpenBao's audit log, memory and
-# start-up with large stores; benches/harness) and the in-process micro-benchmarks of the
+# start-up with large stores, broker mode beside admission; benches/harness) and the in-process micro-benchmarks of the
 # decision (benches/core). Method and the latest results: docs/benchmarks.md.
 #
 #   scripts/bench.sh            # the full run, about 8 minutes on 2 cores once built

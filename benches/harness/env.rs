@@ -215,8 +215,14 @@ impl Environment {
             .audit_requests(|entry| entry["request"]["path"] == path.as_str())
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The `system:masters` client the harness writes objects with (the broker phase's pods
+    /// and tokens).
+    pub fn admin_client(&self) -> kube::Client {
+        self.admin.client.clone()
     }
 
     /// Starts the release webhook binary with the benchmark's TLS pair and KUBECONFIG.
@@ -331,7 +337,7 @@ fn value_bytes(seed: usize) -> Vec<u8> {
         .collect()
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 /// How many concurrent requests share one HTTP/2 connection.
-const STREAMS_PER_CONNECTION: usize = 100;
+pub const STREAMS_PER_CONNECTION: usize = 100;
 /// The longest one request may take before the run counts it as failed.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -201,14 +201,28 @@ impl Connection {
 
     /// POSTs `body` to `path` and reads the whole answer: (HTTP status, body).
     pub async fn post(&mut self, path: &str, body: Bytes) -> anyhow::Result<(u16, Bytes)> {
-        let request = Request::post(match self.sender {
+        self.post_as(path, body, None).await
+    }
+
+    /// [`Connection::post`] with `Authorization: Bearer <token>` when `token` is set (the
+    /// broker's callers).
+    pub async fn post_as(
+        &mut self,
+        path: &str,
+        body: Bytes,
+        token: Option<&str>,
+    ) -> anyhow::Result<(u16, Bytes)> {
+        let mut request = Request::post(match self.sender {
             // HTTP/2 carries scheme and authority as pseudo-headers, taken from the URI.
             Sender::H2(_) => format!("https://{}{path}", self.authority),
             Sender::H1(_) => path.to_owned(),
         })
         .header(header::HOST, &self.authority)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(body))?;
+        .header(header::CONTENT_TYPE, "application/json");
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Full::new(body))?;
         let exchange = async {
             let response = match &mut self.sender {
                 Sender::H2(sender) => {

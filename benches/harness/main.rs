@@ -2,7 +2,8 @@
 //! webhook binary over TLS against a real kube-apiserver (with etcd) and a real OpenBao, beside two bare
 //! baselines on the same serving stack (one answers fixed bytes, one parses the request into
 //! `serde_json::Value` and reads its uid first: `baseline.rs`), measured by one load client;
-//! then cold Vault bursts, memory with large stores and start-to-ready time. Prints a Markdown report and writes it
+//! then cold Vault bursts, broker mode's start-time fetch beside an admission (`broker.rs`),
+//! memory with large stores and start-to-ready time. Prints a Markdown report and writes it
 //! to `target/bench/report.md` (`BENCH_REPORT`). Method and latest results:
 //! `docs/benchmarks.md`.
 //!
@@ -14,8 +15,13 @@
 //! server and setting, alternating, best kept), `BENCH_CONCURRENCY` (closed-loop
 //! callers, comma-separated), `BENCH_RATES` (open-loop rates as percentages of the webhook's
 //! best closed-loop throughput), `BENCH_BURSTS` (burst sizes), `BENCH_DOMAINS`, `BENCH_KEYS`,
-//! `BENCH_VAULT_VALUES` (the memory scenario), `BENCH_REPORT` (where the report goes; default
-//! `target/bench/report.md`, `report-quick.md` for `--quick`).
+//! `BENCH_VAULT_VALUES` (the memory scenario), `BENCH_BROKER_PODS` (pods of the broker's
+//! latency rows, one request each per row), `BENCH_BROKER_CONCURRENCY` (its callers,
+//! comma-separated), `BENCH_BROKER_BURST` (pods in its burst), `BENCH_REPORT` (where the
+//! report goes; default `target/bench/report.md`, `report-quick.md` for `--quick`),
+//! `BENCH_PHASES` (the phases to run, comma-separated, default all: `load` (the webhook
+//! against the baselines), `burst` (cold admission bursts), `broker` (broker mode, with its
+//! own admission rows to compare), `memory` (large stores); e.g. `BENCH_PHASES=broker`).
 //! Experiments, off by default: `BENCH_BASELINE_NODELAY=0` (Nagle's algorithm left on in the
 //! baselines; the default is TCP_NODELAY on, as in the webhook),
 //! `BENCH_WEBHOOK_PRELOAD=/path/to/malloc.so` (another allocator under the webhook binary).
@@ -39,6 +45,9 @@ mod control_plane;
 mod common;
 
 mod baseline;
+mod broker;
+mod broker_pods;
+mod broker_report;
 mod env;
 mod load;
 mod profile;
@@ -87,6 +96,12 @@ pub struct Config {
     pub domains: usize,
     pub keys: usize,
     pub vault_values: usize,
+    /// The broker phase: pods (one request each per row), callers, pods in the burst.
+    pub broker_pods: usize,
+    pub broker_concurrency: Vec<usize>,
+    pub broker_burst: usize,
+    /// The phases to run (`BENCH_PHASES`): `load`, `burst`, `broker`, `memory`.
+    pub phases: Vec<String>,
     pub report: PathBuf,
 }
 
@@ -135,6 +150,10 @@ impl Config {
                 domains: number("BENCH_DOMAINS", 10)?,
                 keys: number("BENCH_KEYS", 10)?,
                 vault_values: number("BENCH_VAULT_VALUES", 100)?,
+                broker_pods: number("BENCH_BROKER_PODS", 20)?,
+                broker_concurrency: list("BENCH_BROKER_CONCURRENCY", "16")?,
+                broker_burst: number("BENCH_BROKER_BURST", 100)?,
+                phases: phases()?,
                 report: std::env::var_os("BENCH_REPORT").map_or(default_report, PathBuf::from),
             }
         } else {
@@ -155,14 +174,46 @@ impl Config {
                 domains: number("BENCH_DOMAINS", 100)?,
                 keys: number("BENCH_KEYS", 100)?,
                 vault_values: number("BENCH_VAULT_VALUES", 1000)?,
+                broker_pods: number("BENCH_BROKER_PODS", 200)?,
+                broker_concurrency: list("BENCH_BROKER_CONCURRENCY", "1,16")?,
+                broker_burst: number("BENCH_BROKER_BURST", 1000)?,
+                phases: phases()?,
                 report: std::env::var_os("BENCH_REPORT").map_or(default_report, PathBuf::from),
             }
         };
         if config.concurrencies.contains(&0) || config.bursts.contains(&0) || config.rounds == 0 {
             bail!("concurrencies, burst sizes and rounds must be at least 1");
         }
+        if config.broker_pods == 0
+            || config.broker_concurrency.contains(&0)
+            || config.broker_burst == 0
+        {
+            bail!(
+                "BENCH_BROKER_PODS, BENCH_BROKER_CONCURRENCY and BENCH_BROKER_BURST must be at least 1"
+            );
+        }
         Ok(config)
     }
+
+    /// Whether `phase` is to run.
+    pub fn runs(&self, phase: &str) -> bool {
+        self.phases.iter().any(|p| p == phase)
+    }
+}
+
+/// Every phase, in the order they run.
+const PHASES: [&str; 4] = ["load", "burst", "broker", "memory"];
+
+/// `BENCH_PHASES`, comma-separated; every phase without it.
+fn phases() -> anyhow::Result<Vec<String>> {
+    let Ok(value) = std::env::var("BENCH_PHASES") else {
+        return Ok(PHASES.map(str::to_owned).to_vec());
+    };
+    let phases: Vec<String> = value.split(',').map(|p| p.trim().to_owned()).collect();
+    if let Some(unknown) = phases.iter().find(|p| !PHASES.contains(&p.as_str())) {
+        bail!("BENCH_PHASES: unknown phase {unknown:?}, expected some of {PHASES:?}");
+    }
+    Ok(phases)
 }
 
 /// One request body the load sends, and what the webhook must answer to it.
@@ -272,6 +323,7 @@ pub struct Report {
     pub runs: Vec<Run>,
     pub bursts: Vec<BurstResult>,
     pub memory: Vec<MemoryRow>,
+    pub broker: Option<broker::BrokerResult>,
     pub started: Instant,
     pub load_before: String,
     pub load_after: String,
@@ -287,6 +339,7 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
         runs: Vec::new(),
         bursts: Vec::new(),
         memory: Vec::new(),
+        broker: None,
         started,
         load_before: report::load_average(),
         load_after: String::new(),
@@ -299,6 +352,47 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
     let cases = cases();
     report.cases = cases.iter().map(|case| (case.name, case.label)).collect();
 
+    if config.runs("load") {
+        load_phase(&environment, config, &cases, &mut report).await?;
+    }
+    if config.runs("burst") {
+        for &size in &config.bursts {
+            let result = burst(&environment, size).await?;
+            progress(
+                started,
+                &format!(
+                    "burst  N={size:<5} {:>7.1} ms, {} patched, Vault reads {} logins {}",
+                    result.wall.as_secs_f64() * 1e3,
+                    result.patched,
+                    result.reads_during,
+                    result.logins_during
+                ),
+            );
+            report.bursts.push(result);
+        }
+    }
+    if config.runs("broker") {
+        report.broker = Some(broker::run(&environment, config, started).await?);
+    }
+    if config.runs("memory") {
+        progress(started, "memory: large stores and Vault values");
+        report
+            .memory
+            .extend(large_stores(&environment, config).await?);
+    }
+    report.load_after = report::load_average();
+    progress(started, "done");
+    Ok(report)
+}
+
+/// The webhook and both baselines under the closed and open loops, with their memory.
+async fn load_phase(
+    environment: &Environment,
+    config: &Config,
+    cases: &[Case],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let started = report.started;
     progress(started, "starting the webhook");
     let mut webhook = environment.spawn_webhook(&[])?;
     let ready = webhook.wait_ready().await?;
@@ -308,8 +402,8 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
         memory: webhook.memory(),
         start_to_ready: Some(ready),
     });
-    let answers = warm_up(&client, &cases).await?;
-    for case in &cases {
+    let answers = warm_up(&client, cases).await?;
+    for case in cases {
         report
             .sizes
             .insert(case.name, (case.body.len(), answers[case.name].len()));
@@ -332,7 +426,7 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
         (Target::ParseBaseline, &parse_client),
     ] {
         let mut connection = client.connect(Protocol::H2).await?;
-        for case in &cases {
+        for case in cases {
             let (status, body) = connection.post(&case.path(), case.body.clone()).await?;
             if status != 200 || body != answers[case.name].as_bytes() {
                 bail!(
@@ -373,7 +467,7 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
         (Target::ParseBaseline, &parse_client, &parse),
         (Target::Webhook, &client, &webhook),
     ];
-    for case in &cases {
+    for case in cases {
         for protocol in [Protocol::H2, Protocol::H1] {
             for &concurrency in &config.concurrencies {
                 // Rounds alternate the servers, so all see the same background load on this
@@ -477,29 +571,7 @@ async fn run(config: &Config) -> anyhow::Result<Report> {
     fixed.stop();
     parse.stop();
     webhook.stop();
-
-    for &size in &config.bursts {
-        let result = burst(&environment, size).await?;
-        progress(
-            started,
-            &format!(
-                "burst  N={size:<5} {:>7.1} ms, {} patched, Vault reads {} logins {}",
-                result.wall.as_secs_f64() * 1e3,
-                result.patched,
-                result.reads_during,
-                result.logins_during
-            ),
-        );
-        report.bursts.push(result);
-    }
-
-    progress(started, "memory: large stores and Vault values");
-    report
-        .memory
-        .extend(large_stores(&environment, config).await?);
-    report.load_after = report::load_average();
-    progress(started, "done");
-    Ok(report)
+    Ok(())
 }
 
 fn progress(started: Instant, text: &str) {
