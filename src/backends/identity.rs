@@ -18,6 +18,7 @@ use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec, TokenRe
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
 use kube::api::PostParams;
+use tokio::sync::Semaphore;
 
 use crate::decision::delivery::BROKER_AUDIENCE;
 
@@ -30,6 +31,11 @@ pub use token::BearerToken;
 pub const POD_NAME_EXTRA: &str = "authentication.kubernetes.io/pod-name";
 /// The extra field of a pod-bound token's user that holds its pod's uid.
 pub const POD_UID_EXTRA: &str = "authentication.kubernetes.io/pod-uid";
+/// Most calls to the API server (TokenReviews and pod reads) in flight at once. kube's client
+/// speaks HTTP/1.1, one connection per call in flight: without a bound, a thousand containers
+/// starting at once opened over a thousand sockets (docs/benchmarks.md, "Broker mode"). Calls
+/// beyond it wait their turn, within the broker's timeout.
+pub const MAX_API_CALLS_IN_FLIGHT: usize = 32;
 /// Most reviews cached at once; past it, expired ones are dropped and, if none are, the new
 /// review is simply not cached (the next request reviews its token again).
 const MAX_CACHED_REVIEWS: usize = 16_384;
@@ -161,6 +167,7 @@ impl ReviewCache {
 pub struct IdentityBackend {
     client: kube::Client,
     cache: ReviewCache,
+    api_calls: Semaphore,
 }
 
 impl IdentityBackend {
@@ -168,6 +175,7 @@ impl IdentityBackend {
         IdentityBackend {
             client,
             cache: ReviewCache::default(),
+            api_calls: Semaphore::new(MAX_API_CALLS_IN_FLIGHT),
         }
     }
 
@@ -184,10 +192,13 @@ impl IdentityBackend {
             },
             ..TokenReview::default()
         };
-        let reviewed = Api::<TokenReview>::all(self.client.clone())
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(IdentityError::Review)?;
+        let reviewed = {
+            let _turn = self.api_calls.acquire().await;
+            Api::<TokenReview>::all(self.client.clone())
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(IdentityError::Review)?
+        };
         let caller = Caller::from_review(&reviewed.status.unwrap_or_default())?;
         let now_unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -201,6 +212,7 @@ impl IdentityBackend {
 
     /// The caller's pod as the API server holds it now, read in the token's namespace.
     pub async fn pod(&self, caller: &Caller) -> Result<Pod, IdentityError> {
+        let _turn = self.api_calls.acquire().await;
         Api::<Pod>::namespaced(self.client.clone(), &caller.namespace)
             .get_opt(&caller.pod)
             .await
@@ -216,7 +228,11 @@ impl IdentityBackend {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
+    use axum::http;
     use rstest::rstest;
     use serde_json::json;
 
@@ -264,6 +280,48 @@ mod tests {
             }
             (got, expected) => panic!("{got:?}, expected refusal {expected:?}"),
         }
+    }
+
+    /// A client whose API server answers every TokenReview after a pause, counting the calls
+    /// in flight at once.
+    fn counting_client(peak: Arc<AtomicUsize>) -> kube::Client {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let service = tower::service_fn(move |_: http::Request<kube::client::Body>| {
+            let (in_flight, peak) = (in_flight.clone(), peak.clone());
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                peak.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                let body = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                    "spec": {}, "status": {"authenticated": false, "error": "test"}});
+                Ok::<_, std::convert::Infallible>(http::Response::new(kube::client::Body::from(
+                    body.to_string().into_bytes(),
+                )))
+            }
+        });
+        kube::Client::new(service, "default")
+    }
+
+    #[tokio::test]
+    async fn calls_to_the_api_server_in_flight_are_bounded() {
+        let peak = Arc::new(AtomicUsize::new(0));
+        let identity = IdentityBackend::new(counting_client(peak.clone()));
+        let tokens: Vec<BearerToken> = (0..MAX_API_CALLS_IN_FLIGHT * 4)
+            .map(|i| BearerToken::from_authorization(&format!("Bearer token-{i}")).unwrap())
+            .collect();
+        let answers =
+            futures::future::join_all(tokens.iter().map(|token| identity.caller(token))).await;
+        assert!(
+            answers
+                .iter()
+                .all(|answer| matches!(answer, Err(IdentityError::Unauthenticated(_))))
+        );
+        let peak = peak.load(Ordering::SeqCst);
+        assert!(
+            (2..=MAX_API_CALLS_IN_FLIGHT).contains(&peak),
+            "{peak} calls in flight at once"
+        );
     }
 
     #[test]
