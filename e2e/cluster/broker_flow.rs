@@ -17,17 +17,18 @@ use std::process::{Command, Stdio};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use iomete_secrets_webhook::decision::delivery::{
-    DELIVERY_ANNOTATION, ENV_TOKEN_FILE, INSTALL_CONTAINER, WRAPPER_BINARY, WRAPPER_DIR,
+    BROKER_AUDIENCE, DELIVERY_ANNOTATION, ENV_TOKEN_FILE, INSTALL_CONTAINER, WRAPPER_BINARY,
+    WRAPPER_DIR,
 };
 use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use serde_json::{Value, json};
 
+use crate::broker::harness::{self, ACCOUNT};
 use crate::control_plane::{AUDITED_NAMESPACE, http};
-use crate::env::{Cluster, apply};
+use crate::env::Cluster;
 use crate::support::hostile_values;
 use crate::{apply_pod, assert_no_canary, assert_success, audit_events_for, stderr, stdout};
 
-const ACCOUNT: &str = "runner";
 const DOMAIN: &str = "brokeraudit";
 /// The Spark test's namespace and domain, apart from the audited one's store.
 const SPARK_NAMESPACE: &str = "broker-spark";
@@ -72,20 +73,15 @@ fn broker_pod(name: &str, references: &[(String, String, String)], container: Va
     })
 }
 
-/// The namespace, its store and the ServiceAccount its pods run as (the TokenRequest API binds
-/// a token only to a pod of the account it is for).
+/// The namespace, the ServiceAccount its pods run as (the TokenRequest API binds a token only to
+/// a pod of the account it is for) and its store.
 fn setup(cluster: &Cluster, namespace: &str, domain: &str, store: &[(String, String, String)]) {
-    cluster.namespace(namespace, Some(domain));
+    harness::namespace(cluster, namespace, domain);
     let data: Vec<(&str, &str)> = store
         .iter()
         .map(|(_, key, value)| (key.as_str(), value.as_str()))
         .collect();
     cluster.store(domain, &data);
-    apply(
-        &cluster.plane,
-        &json!({"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": ACCOUNT, "namespace": namespace}}),
-    );
 }
 
 /// The pod's bytes as etcd stores them (the API server's protobuf), read through etcd's API.
@@ -111,29 +107,14 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|window| window == needle.as_bytes())
 }
 
-/// A token the API server mints for `pod` of [`ACCOUNT`], audience `iomete-secrets-broker`,
-/// written where `iomete-env` reads it.
+/// A token the API server mints for `pod` (audience `iomete-secrets-broker`), written where
+/// `iomete-env` reads it.
 fn token_file(cluster: &Cluster, pod: &Value, dir: &Path) -> std::path::PathBuf {
-    let name = pod["metadata"]["name"].as_str().unwrap();
-    let namespace = pod["metadata"]["namespace"].as_str().unwrap();
-    let uid = pod["metadata"]["uid"].as_str().unwrap();
-    let token = cluster.plane.kubectl_ok(
-        &[
-            "create",
-            "token",
-            ACCOUNT,
-            "-n",
-            namespace,
-            "--audience=iomete-secrets-broker",
-            "--duration=10m",
-            "--bound-object-kind=Pod",
-            &format!("--bound-object-name={name}"),
-            &format!("--bound-object-uid={uid}"),
-        ],
-        None,
-    );
+    let meta = &pod["metadata"];
+    let [name, namespace, uid] = ["name", "namespace", "uid"].map(|f| meta[f].as_str().unwrap());
+    let token = harness::token(cluster, namespace, name, uid, Some(BROKER_AUDIENCE));
     let path = dir.join(format!("{name}.token"));
-    std::fs::write(&path, token.trim()).unwrap();
+    std::fs::write(&path, token).unwrap();
     path
 }
 

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::control_plane::{self, spawn_guarded};
 use crate::env::{Cluster, apply};
 
-const ACCOUNT: &str = "runner";
+pub const ACCOUNT: &str = "runner";
 /// The label the shipped registration's objectSelector excludes: admission never sees these.
 const UNWATCHED: (&str, &str) = ("app.kubernetes.io/name", "iomete-secrets-webhook");
 
