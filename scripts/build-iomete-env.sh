@@ -31,7 +31,10 @@ RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static" \
 
 binary="$PWD/target/$host/$dir/iomete-env"
 [ -x "$binary" ] || { echo "build-iomete-env: $binary was not built" >&2; exit 1; }
-if readelf -lW "$binary" | grep -q 'Requesting program interpreter'; then
+# readelf's output is read whole first: under pipefail, `grep -q` exiting at its match could
+# fail readelf with SIGPIPE and turn the test around.
+headers="$(readelf -lW "$binary")" || { echo "build-iomete-env: readelf cannot read $binary" >&2; exit 1; }
+if grep -q 'Requesting program interpreter' <<<"$headers"; then
     echo "build-iomete-env: $binary is dynamically linked (it has an ELF interpreter); it must be static" >&2
     exit 1
 fi

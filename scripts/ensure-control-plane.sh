@@ -45,10 +45,15 @@ cached() {
     for tool in kube-apiserver kubectl etcd; do
         [[ -x "$bin/$tool" ]] || return 1
     done
-    # The binaries themselves must say the pinned versions (a stamp alone could lie).
+    # The binaries themselves must say the pinned versions (a stamp alone could lie). Their
+    # output is read whole first: `grep -q` stops at the first match, and under pipefail the
+    # writer's SIGPIPE would fail the check at random.
     [[ "$("$bin/kube-apiserver" --version 2>/dev/null)" == "Kubernetes $k8s_version" ]] || return 1
-    "$bin/kubectl" version --client 2>/dev/null | grep -qx "Client Version: $k8s_version" || return 1
-    "$bin/etcd" --version 2>/dev/null | grep -qx "etcd Version: ${etcd_version#v}" || return 1
+    local printed
+    printed="$("$bin/kubectl" version --client 2>/dev/null)" || return 1
+    grep -qx "Client Version: $k8s_version" <<<"$printed" || return 1
+    printed="$("$bin/etcd" --version 2>/dev/null)" || return 1
+    grep -qx "etcd Version: ${etcd_version#v}" <<<"$printed" || return 1
 }
 
 report_cached() {

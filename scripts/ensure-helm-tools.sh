@@ -64,9 +64,14 @@ cached() {
     for crd in "${operator_crds[@]}"; do
         [[ -s "$bin/prometheus-operator-crds/monitoring.coreos.com_$crd.yaml" ]] || return 1
     done
-    # The binaries themselves must say the pinned versions (a stamp alone could lie).
-    "$bin/helm" version --template '{{.Version}}' 2>/dev/null | grep -qx "$helm_version" || return 1
-    "$bin/promtool" --version 2>&1 | grep -q "^promtool, version $prometheus_release " || return 1
+    # The binaries themselves must say the pinned versions (a stamp alone could lie). Their
+    # output is read whole first: `grep -q` stops at the first match, and under pipefail the
+    # writer's SIGPIPE would fail the check at random.
+    local printed
+    printed="$("$bin/helm" version --template '{{.Version}}' 2>/dev/null)" || return 1
+    grep -qx "$helm_version" <<<"$printed" || return 1
+    printed="$("$bin/promtool" --version 2>&1)" || return 1
+    grep -q "^promtool, version $prometheus_release " <<<"$printed" || return 1
 }
 
 report_cached() {
