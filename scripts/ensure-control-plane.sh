@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds, once, the real Kubernetes control plane the cluster tests (e2e/cluster/) run:
-# kube-apiserver and kubectl from k8s.io/kubernetes and etcd from go.etcd.io/etcd/server/v3, at
+# kube-apiserver and kubectl from k8s.io/kubernetes, etcd from go.etcd.io/etcd/server/v3 and etcdctl from go.etcd.io/etcd/etcdctl/v3, at
 # the versions pinned by tools/control-plane/go.mod, and caches them under
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/iomete-secrets-webhook/control-plane/<kubernetes version>/bin/
 # Everything comes from the Go module proxy (`go build` of the pinned modules); nothing else is
@@ -42,7 +42,7 @@ wanted_stamp="kubernetes=$k8s_version etcd=$etcd_version inputs=$inputs_hash"
 cached() {
     [[ -f "$stamp" && "$(cat "$stamp")" == "$wanted_stamp" ]] || return 1
     local tool
-    for tool in kube-apiserver kubectl etcd; do
+    for tool in kube-apiserver kubectl etcd etcdctl; do
         [[ -x "$bin/$tool" ]] || return 1
     done
     # The binaries themselves must say the pinned versions (a stamp alone could lie). Their
@@ -54,6 +54,8 @@ cached() {
     grep -qx "Client Version: $k8s_version" <<<"$printed" || return 1
     printed="$("$bin/etcd" --version 2>/dev/null)" || return 1
     grep -qx "etcd Version: ${etcd_version#v}" <<<"$printed" || return 1
+    printed="$("$bin/etcdctl" version 2>/dev/null)" || return 1
+    grep -qx "etcdctl version: ${etcd_version#v}" <<<"$printed" || return 1
 }
 
 report_cached() {
@@ -79,7 +81,7 @@ if ! command -v "$go_cmd" >/dev/null; then
     echo "ensure-control-plane: no Go toolchain ($go_cmd); install Go (see tools/control-plane/go.mod for the version)" >&2
     exit 1
 fi
-echo "ensure-control-plane: building kube-apiserver, kubectl $k8s_version and etcd $etcd_version with $("$go_cmd" version) into $bin (first time: many minutes on 2 cores)" >&2
+echo "ensure-control-plane: building kube-apiserver, kubectl $k8s_version and etcd, etcdctl $etcd_version with $("$go_cmd" version) into $bin (first time: many minutes on 2 cores)" >&2
 
 # Build into a fresh directory and move it in place at the end, so an interrupted build never
 # leaves binaries that look finished.
@@ -108,6 +110,7 @@ build() {
 build etcd go.etcd.io/etcd/server/v3
 build kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubectl k8s.io/kubernetes/cmd/kubectl
+build etcdctl go.etcd.io/etcd/etcdctl/v3
 
 echo "$wanted_stamp" >"$staging/.stamp"
 rm -rf "$bin"
@@ -119,5 +122,5 @@ if ! cached; then
     "$bin/etcd" --version >&2 || true
     exit 1
 fi
-echo "ensure-control-plane: built kube-apiserver, kubectl $k8s_version and etcd $etcd_version in $((SECONDS - started))s"
+echo "ensure-control-plane: built kube-apiserver, kubectl $k8s_version and etcd, etcdctl $etcd_version in $((SECONDS - started))s"
 echo "$bin"

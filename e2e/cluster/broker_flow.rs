@@ -1,6 +1,6 @@
 //! Broker mode end to end on the real control plane: pods created with the real kubectl go
 //! through the registered webhook in broker mode, and no value is stored. The stored pod, its
-//! etcd key (read back through etcd's own API) and an audit log that records whole pods
+//! etcd key (read back with the real etcdctl) and an audit log that records whole pods
 //! (`AUDITED_NAMESPACE`, level RequestResponse) hold no canary. An env-mode pod beside it shows
 //! that the same three places do record values when the spec carries them. Then `iomete-env`,
 //! the real binary, runs with the stored container's environment and a token that the API
@@ -14,8 +14,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use iomete_secrets_webhook::decision::delivery::{
     BROKER_AUDIENCE, DELIVERY_ANNOTATION, ENV_TOKEN_FILE, INSTALL_CONTAINER, WRAPPER_BINARY,
     WRAPPER_DIR,
@@ -24,7 +22,7 @@ use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use serde_json::{Value, json};
 
 use crate::broker::harness::{self, ACCOUNT};
-use crate::control_plane::{AUDITED_NAMESPACE, http};
+use crate::control_plane::AUDITED_NAMESPACE;
 use crate::env::Cluster;
 use crate::support::hostile_values;
 use crate::{apply_pod, assert_no_canary, assert_success, audit_events_for, stderr, stdout};
@@ -84,21 +82,25 @@ fn setup(cluster: &Cluster, namespace: &str, domain: &str, store: &[(String, Str
     cluster.store(domain, &data);
 }
 
-/// The pod's bytes as etcd stores them (the API server's protobuf), read through etcd's API.
+/// The pod's bytes as etcd stores them (the API server's protobuf), read back with the real
+/// etcdctl built beside etcd.
 fn etcd_bytes(cluster: &Cluster, namespace: &str, name: &str) -> Vec<u8> {
-    let key = STANDARD.encode(format!("/registry/pods/{namespace}/{name}"));
-    let body = http(
-        cluster.plane.etcd_port(),
-        "POST",
-        "/v3/kv/range",
-        Some(&json!({ "key": key }).to_string()),
-    )
-    .expect("etcd answers");
-    let answer: Value = serde_json::from_str(&body).unwrap();
-    let value = answer["kvs"][0]["value"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no etcd key for {namespace}/{name}: {body}"));
-    STANDARD.decode(value).unwrap()
+    let output = Command::new(cluster.plane.bin_dir().join("etcdctl"))
+        .arg(format!(
+            "--endpoints=http://127.0.0.1:{}",
+            cluster.plane.etcd_port()
+        ))
+        .args(["get", "--print-value-only"])
+        .arg(format!("/registry/pods/{namespace}/{name}"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && !output.stdout.is_empty(),
+        "etcdctl get {namespace}/{name}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
