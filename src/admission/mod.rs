@@ -18,7 +18,7 @@ mod denial;
 pub mod review;
 pub use denial::{AdmissionError, Denial, DenialKind, Outcome};
 
-use crate::backends::{BackendError, Backends};
+use crate::backends::Backends;
 use crate::decision::injection::{self, MAX_LISTED_REFERENCES, Settings, ValueMode};
 use crate::decision::pod::Pod;
 use crate::decision::reference::References;
@@ -226,12 +226,9 @@ impl Admitter {
             return Ok(None);
         }
         let kubernetes = &self.backends.kubernetes;
-        if !kubernetes.is_fresh() {
-            let unavailable = BackendError::Unavailable(
-                "its caches are syncing (at start, or after a watch failed)".into(),
-            );
-            return Err(AdmissionError::from(unavailable).into());
-        }
+        kubernetes
+            .require_fresh()
+            .map_err(|unavailable| Denial::from(AdmissionError::from(unavailable)))?;
         // The pod's own metadata.namespace is the caller's word: scope comes from the request only.
         let namespace = request.namespace.as_deref().ok_or_else(|| {
             AdmissionError::UnreadablePod(

@@ -191,6 +191,17 @@ impl KubernetesCaches {
         *self.fresh.both.borrow()
     }
 
+    /// [`Self::is_fresh`] as the error that refuses a request while it is not: admissions and
+    /// broker requests alike are answered only from fresh caches.
+    pub fn require_fresh(&self) -> Result<(), BackendError> {
+        if self.is_fresh() {
+            return Ok(());
+        }
+        Err(BackendError::Unavailable(
+            "its caches are syncing (at start, or after a watch failed)".into(),
+        ))
+    }
+
     /// What the namespace may read, or `None` when the namespace is not (yet) known.
     pub fn namespace_scope(&self, name: &str) -> Option<NamespaceScope> {
         let namespace = self.namespaces.get(&ObjectRef::new(name))?;

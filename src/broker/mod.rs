@@ -165,11 +165,7 @@ impl Broker {
             return Err(BrokerError::SecretsV2Disabled);
         }
         let kubernetes = &self.backends.kubernetes;
-        if !kubernetes.is_fresh() {
-            return Err(BrokerError::Backend(BackendError::Unavailable(
-                "its caches are syncing (at start, or after a watch failed)".into(),
-            )));
-        }
+        kubernetes.require_fresh().map_err(BrokerError::Backend)?;
         // The scope is the token's namespace, which the API server vouched for; the pod's own
         // metadata is not consulted.
         let scope = kubernetes
