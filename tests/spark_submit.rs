@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 mod support;
 use support::log_capture::CapturedLog;
-use support::{STORE_NAMESPACE, fixture, hostile_values, namespace, patched_object};
+use support::{STORE_NAMESPACE, fixture, hostile_values, kubelet_env, namespace, patched_object};
 
 const NAMESPACE: &str = "spark-jobs";
 const DRIVER: &str = "spark-kubernetes-driver";
@@ -180,24 +180,6 @@ fn driver_pod(corpus: &[String]) -> (Value, Vec<(String, String)>, BTreeMap<Stri
     let env = pod["spec"]["containers"][0]["env"].as_array_mut().unwrap();
     env.push(json!({"name": "SPARK_SUBMIT_OPTS", "value": LITERAL_OPTS}));
     (pod, store, expected)
-}
-
-/// The container's environment as the kubelet builds it: in order, each value expanded with the
-/// variables defined before it; the one `valueFrom` of the fixture (the pod IP) resolved.
-fn kubelet_env(container: &Value) -> Vec<(String, String)> {
-    let mut defined: HashMap<String, String> = HashMap::new();
-    let mut env = Vec::new();
-    for var in container["env"].as_array().unwrap() {
-        let name = var["name"].as_str().unwrap().to_owned();
-        let value = match (&var["value"], &var["valueFrom"]) {
-            (Value::String(value), _) => kubelet_expand(value, |name| defined.get(name).cloned()),
-            (_, from) if from["fieldRef"]["fieldPath"] == "status.podIP" => "127.0.0.1".to_owned(),
-            (_, from) => panic!("env {name}: no stand-in for {from}"),
-        };
-        defined.insert(name.clone(), value.clone());
-        env.push((name, value));
-    }
-    env
 }
 
 fn hex_decode(hex: &str) -> Vec<u8> {

@@ -10,7 +10,7 @@
 //! No kubelet runs here, so the test does what the kubelet would: it expands the stored env,
 //! writes the token file and runs the wrapped command.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -18,13 +18,12 @@ use iomete_secrets_webhook::decision::delivery::{
     BROKER_AUDIENCE, DELIVERY_ANNOTATION, ENV_TOKEN_FILE, INSTALL_CONTAINER, WRAPPER_BINARY,
     WRAPPER_DIR,
 };
-use iomete_secrets_webhook::decision::expansion::kubelet_expand;
 use serde_json::{Value, json};
 
 use crate::broker::harness::{self, ACCOUNT};
 use crate::control_plane::AUDITED_NAMESPACE;
 use crate::env::Cluster;
-use crate::support::hostile_values;
+use crate::support::{hostile_values, kubelet_env};
 use crate::{apply_pod, assert_no_canary, assert_success, audit_events_for, stderr, stdout};
 
 const DOMAIN: &str = "brokeraudit";
@@ -118,21 +117,6 @@ fn token_file(cluster: &Cluster, pod: &Value, dir: &Path) -> std::path::PathBuf 
     let path = dir.join(format!("{name}.token"));
     std::fs::write(&path, token).unwrap();
     path
-}
-
-/// The container's env as the kubelet would set it (literal values, `$(VAR)` expanded).
-fn kubelet_env(container: &Value) -> Vec<(String, String)> {
-    let mut defined: HashMap<String, String> = HashMap::new();
-    let mut env = Vec::new();
-    for var in container["env"].as_array().into_iter().flatten() {
-        let name = var["name"].as_str().unwrap().to_owned();
-        let value = kubelet_expand(var["value"].as_str().unwrap(), |name| {
-            defined.get(name).cloned()
-        });
-        defined.insert(name.clone(), value.clone());
-        env.push((name, value));
-    }
-    env
 }
 
 /// The stored container's wrapped command, with `iomete-env` at the path of this build.

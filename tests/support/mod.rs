@@ -213,3 +213,25 @@ pub fn backends(
         vault,
     }
 }
+
+/// The container's environment as the kubelet builds it: in order, each value expanded with the
+/// variables defined before it; the one `valueFrom` of the fixture (the pod IP) resolved.
+pub fn kubelet_env(container: &Value) -> Vec<(String, String)> {
+    let mut defined: std::collections::HashMap<String, String> = std::collections::HashMap::new();
+    let mut env = Vec::new();
+    for var in container["env"].as_array().unwrap() {
+        let name = var["name"].as_str().unwrap().to_owned();
+        let value = match (&var["value"], &var["valueFrom"]) {
+            (Value::String(value), _) => {
+                iomete_secrets_webhook::decision::expansion::kubelet_expand(value, |name| {
+                    defined.get(name).cloned()
+                })
+            }
+            (_, from) if from["fieldRef"]["fieldPath"] == "status.podIP" => "127.0.0.1".to_owned(),
+            (_, from) => panic!("env {name}: no stand-in for {from}"),
+        };
+        defined.insert(name.clone(), value.clone());
+        env.push((name, value));
+    }
+    env
+}
