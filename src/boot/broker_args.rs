@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use clap::ValueEnum;
 
+use crate::broker::protocol::broker_trust_anchors;
 use crate::decision::delivery::{Delivery, DeliveryPolicy, is_broker_url};
 use crate::decision::entrypoints::{EntrypointError, EntrypointTable};
 use crate::decision::injection::BrokerSettings;
@@ -46,7 +47,9 @@ pub enum BrokerConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("--broker-ca {0} holds no PEM certificate")]
+    #[error(
+        "--broker-ca {0} holds no PEM certificate, or one that cannot be a trust anchor (iomete-env would refuse it)"
+    )]
     CaNotPem(PathBuf),
     #[error("--broker-entrypoints {path}: {source}")]
     Entrypoints {
@@ -188,7 +191,7 @@ impl BrokerArgs {
                     .as_deref()
                     .ok_or(BrokerConfigError::Missing("broker-ca"))?;
                 let ca_pem = read("broker-ca", ca)?;
-                if !ca_pem.contains("-----BEGIN CERTIFICATE-----") {
+                if broker_trust_anchors(&ca_pem).is_none() {
                     return Err(BrokerConfigError::CaNotPem(ca.to_owned()));
                 }
                 let mut entrypoints = EntrypointTable::shipped();
@@ -265,7 +268,7 @@ mod tests {
         flags.broker.validate().map_err(|error| error.to_string())
     }
 
-    /// Broker flags with a CA file that exists; the directory lives as long as the flags.
+    /// Broker flags with a real CA file; the directory lives as long as the flags.
     struct On {
         _dir: tempfile::TempDir,
         argv: Vec<String>,
@@ -275,11 +278,8 @@ mod tests {
         fn new() -> Self {
             let dir = tempfile::tempdir().unwrap();
             let ca = dir.path().join("ca.crt");
-            std::fs::write(
-                &ca,
-                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-            )
-            .unwrap();
+            let bundle = crate::boot::certs::generate(&["webhook".to_owned()]).unwrap();
+            std::fs::write(&ca, bundle.ca_pem).unwrap();
             let argv = [
                 "--broker-listen",
                 "0.0.0.0:8444",
@@ -361,6 +361,17 @@ mod tests {
         let mut no_pem = on.argv.clone();
         no_pem[5] = bad.to_str().unwrap().to_owned();
         let error = validate_owned(&no_pem).unwrap_err();
+        assert!(error.contains("--broker-ca"), "{error}");
+        // The markers alone are not a certificate iomete-env could trust.
+        let markers = on._dir.path().join("markers.crt");
+        std::fs::write(
+            &markers,
+            "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let mut fake = on.argv.clone();
+        fake[5] = markers.to_str().unwrap().to_owned();
+        let error = validate_owned(&fake).unwrap_err();
         assert!(error.contains("--broker-ca"), "{error}");
     }
 

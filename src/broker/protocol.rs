@@ -9,6 +9,8 @@
 
 use std::fmt;
 
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +115,21 @@ impl fmt::Debug for EnvAnswer {
 pub struct Refusal {
     pub error: String,
     pub retriable: bool,
+}
+
+/// Every certificate of the broker's CA bundle (`--broker-ca`, given to each wrapped container
+/// as `IOMETE_ENV_BROKER_CA`), if there is at least one and each can be a trust anchor: the
+/// check the webhook makes at start and `iomete-env` makes before it connects, so a bundle the
+/// one accepts the other does too.
+pub fn broker_trust_anchors(pem: &str) -> Option<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .ok()?;
+    let mut store = rustls::RootCertStore::empty();
+    for certificate in &certificates {
+        store.add(certificate.clone()).ok()?;
+    }
+    (!certificates.is_empty()).then_some(certificates)
 }
 
 #[cfg(test)]

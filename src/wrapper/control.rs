@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 
+use crate::broker::protocol::broker_trust_anchors;
 use crate::decision::delivery::{
     CONTROL_ENV_PREFIX, ENV_BROKER_CA, ENV_BROKER_URL, ENV_CONTAINER, ENV_DEADLINE, ENV_REFERENCES,
     ENV_TERMINATION_LOG, ENV_TOKEN_FILE, TOKEN_DIR, TOKEN_FILE, is_broker_url,
@@ -119,7 +119,8 @@ impl Control {
             return Err(ControlError::BrokerUrl);
         }
         let broker_url = broker_url.strip_suffix('/').unwrap_or(broker_url);
-        let broker_ca = trust_anchors(required(ENV_BROKER_CA)?).ok_or(ControlError::BrokerCa)?;
+        let broker_ca =
+            broker_trust_anchors(required(ENV_BROKER_CA)?).ok_or(ControlError::BrokerCa)?;
         let container = required(ENV_CONTAINER)?;
         if !crate::decision::names::is_dns_label(container) {
             return Err(ControlError::Container);
@@ -163,19 +164,6 @@ fn lookup<'a>(env: &'a [(OsString, OsString)], name: &str) -> Option<&'a OsStr> 
         .rev()
         .find(|(key, _)| key == name)
         .map(|(_, value)| value.as_os_str())
-}
-
-/// Every certificate of `pem`, if there is at least one and each can be a trust anchor (the
-/// same check the TLS client makes later, so a bad bundle is a bad control variable).
-fn trust_anchors(pem: &str) -> Option<Vec<CertificateDer<'static>>> {
-    let certificates = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .ok()?;
-    let mut store = rustls::RootCertStore::empty();
-    for certificate in &certificates {
-        store.add(certificate.clone()).ok()?;
-    }
-    (!certificates.is_empty()).then_some(certificates)
 }
 
 fn parse_deadline(text: &OsStr) -> Option<Duration> {
