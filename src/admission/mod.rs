@@ -298,27 +298,17 @@ fn read_pod(request: &review::Request<'_>) -> Result<Pod, AdmissionError> {
 }
 
 /// A JSON error without the string fragments of the input that serde quotes, since a pod re-sent on reinvocation
-/// already holds injected values.
+/// already holds injected values. serde quotes a fragment as it is, so the fragment may itself
+/// hold `"`: everything from the first `"` to the last is elided, never just the text between
+/// one pair of quotes.
 pub fn describe_json_error(error: &serde_json::Error) -> String {
-    let mut described = String::with_capacity(64);
-    let mut inside: Option<char> = None;
-    for c in error.to_string().chars() {
-        match inside {
-            Some(closing) if c == closing => {
-                inside = None;
-                described.push('…');
-                described.push(c);
-            }
-            Some(_) => {}
-            None => {
-                described.push(c);
-                if c == '"' {
-                    inside = Some(c);
-                }
-            }
-        }
-    }
-    described
+    let message = error.to_string();
+    let Some(first) = message.find('"') else {
+        return message;
+    };
+    let last = message.rfind('"').unwrap_or(first);
+    let after = if last > first { &message[last..] } else { "\"" };
+    format!("{}…{after}", &message[..=first])
 }
 
 fn answer_bytes(
@@ -391,4 +381,36 @@ fn invalid_answer(body: &[u8], reason: String, span: Span) -> Answer {
     };
     answer.record(Outcome::Invalid, 400, &reason);
     answer
+}
+
+#[cfg(test)]
+mod json_error_tests {
+    use super::describe_json_error;
+
+    #[test]
+    fn quoted_fragments_are_elided_even_when_they_hold_quotes() {
+        #[derive(Debug, serde::Deserialize)]
+        struct Expected {
+            _field: u8,
+        }
+        for input in [
+            r#""plain secret-value""#,
+            r#""a\" secret-value \"b""#,
+            r#""a\", \"secret-value\": {\"b""#,
+        ] {
+            let error = serde_json::from_str::<Expected>(input).unwrap_err();
+            let described = describe_json_error(&error);
+            assert!(!described.contains("secret-value"), "{described}");
+            assert!(
+                described.starts_with("invalid type: string \"…\""),
+                "{described}"
+            );
+            assert!(
+                described.contains("line 1"),
+                "the position is kept: {described}"
+            );
+        }
+        let plain = serde_json::from_str::<Expected>("[").unwrap_err();
+        assert_eq!(describe_json_error(&plain), plain.to_string());
+    }
 }
